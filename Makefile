@@ -1,0 +1,38 @@
+# Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then test).
+# The virtual environment is created on first use and refreshed when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := out/demo
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/hazematching simulate $(DEMO)/data --pairs 32 --size 64 --seed 0
+	$(BIN)/hazematching train $(DEMO)/data --out $(DEMO)/run --steps 60 --patch-size 64 \
+		--batch-size 8 --width 32 --channel-mult 1,2 --seed 0
+	$(BIN)/hazematching predict $(DEMO)/run/best.pt $(DEMO)/data/test/*.tif --out $(DEMO)/pred \
+		--samples 4 --steps 20 --seed 0
+
+lint: setup
+	$(BIN)/ruff check hazematching tests benchmarks
+	$(BIN)/ruff format --check hazematching tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+bench: setup
+	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
+
+clean:
+	rm -rf $(VENV) out

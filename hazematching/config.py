@@ -1,0 +1,133 @@
+"""Validated configuration objects for every step of the pipeline.
+
+Each object can be saved as JSON and loaded back (`model_dump(mode="json")` /
+`model_validate`), and travels inside checkpoints, so a run is always reproducible from what it
+wrote to disk.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Config(BaseModel):
+    """Strict base: unknown fields are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulationConfig(_Config):
+    """Physics and bookkeeping of the paired widefield/confocal simulator.
+
+    Distances are in micrometres, wavelengths in nanometres, photon levels are the expected photon
+    count at the 99.9th percentile of the noise-free image.
+    """
+
+    pairs: int = Field(64, ge=1, description="number of image pairs to write")
+    size: int = Field(128, ge=16, le=4096, description="side of each square image in pixels")
+    seed: int = Field(0, ge=0, description="seed of every random choice of the simulation")
+    split: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="fractions of pairs for train, val and test"
+    )
+    pixel_um: float = Field(0.1, gt=0, description="lateral pixel size")
+    z_step_um: float = Field(0.3, gt=0, description="axial voxel size of the 3D sample")
+    thickness_um: float = Field(6.0, gt=0, description="sample thickness; thicker = more haze")
+    numerical_aperture: float = Field(1.1, gt=0.1, le=1.5)
+    immersion_index: float = Field(1.33, ge=1.0, le=1.6)
+    excitation_nm: float = Field(488.0, gt=200, lt=1200)
+    emission_nm: float = Field(520.0, gt=200, lt=1200)
+    pinhole_au: float = Field(1.0, gt=0, description="confocal pinhole diameter in Airy units")
+    widefield_photons: float = Field(200.0, gt=0)
+    confocal_photons: float = Field(2000.0, gt=0)
+    read_noise: float = Field(2.0, ge=0, description="Gaussian camera read noise (photons)")
+    filaments: float = Field(6.0, ge=0, description="filaments per 100 um^2 of field")
+    blobs: float = Field(1.0, ge=0, description="nucleus-like blobs per 100 um^2 of field")
+    membranes: float = Field(1.0, ge=0, description="membrane shells per 100 um^2 of field")
+    defocus_brightness: float = Field(
+        1.0, gt=0, description="brightness of structures away from the focal plane (haze source)"
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6 or value[0] <= 0:
+            raise ValueError("split must be three non-negative fractions summing to 1, train > 0")
+        return value
+
+    @property
+    def planes(self) -> int:
+        """Number of axial planes of the simulated volume."""
+        return max(1, round(self.thickness_um / self.z_step_um))
+
+
+class NetworkConfig(_Config):
+    """Architecture of the velocity network (torchcfm's `UNetModel`).
+
+    The defaults are the paper's network: 32 channels, multipliers 1,1,2,3,4, one residual block
+    per level and attention at 1/16 of the resolution (3.7 M parameters).
+    """
+
+    model_channels: int = Field(32, ge=32, description="width of the first level")
+    channel_mult: tuple[int, ...] = Field((1, 1, 2, 3, 4), min_length=1, max_length=7)
+    num_res_blocks: int = Field(1, ge=1, le=4)
+    attention_downsample: tuple[int, ...] = Field(
+        (16,), description="downsampling factors at which self-attention is used"
+    )
+    num_heads: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _widths_fit_group_norm(self) -> NetworkConfig:
+        # torchcfm's U-Net normalises with 32 groups: every level's width must divide by 32.
+        widths = [self.model_channels * mult for mult in self.channel_mult]
+        if any(width % 32 for width in widths):
+            raise ValueError(f"level widths {widths} must all be multiples of 32 (GroupNorm)")
+        return self
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (one factor 2 per downsampling)."""
+        return 2 ** (len(self.channel_mult) - 1)
+
+
+class TrainConfig(_Config):
+    """Everything that determines a training run."""
+
+    steps: int = Field(1000, ge=1, description="total optimizer steps")
+    patch_size: int = Field(128, ge=8)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    time_grid: int = Field(
+        20, ge=2, description="t is drawn from {0, 1/T, ..., (T-1)/T}: the Euler points of T steps"
+    )
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    val_every: int = Field(100, ge=1, description="steps between validations and checkpoints")
+    val_patches: int = Field(32, ge=1, description="fixed validation patches per validation")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="held-out fraction when DATA_DIR has no val/ folder"
+    )
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    network: NetworkConfig = NetworkConfig()
+
+    @model_validator(mode="after")
+    def _patch_fits_network(self) -> TrainConfig:
+        multiple = self.network.size_multiple
+        if self.patch_size % multiple:
+            raise ValueError(
+                f"patch_size {self.patch_size} must be a multiple of {multiple} "
+                f"(the network downsamples {len(self.network.channel_mult) - 1} times)"
+            )
+        return self
+
+
+class SamplingConfig(_Config):
+    """How posterior samples are drawn at prediction time."""
+
+    samples: int = Field(16, ge=1, le=1024, description="posterior samples per image (K)")
+    steps: int = Field(20, ge=1, le=1000, description="Euler steps from noise to image (T)")
+    seed: int = Field(0, ge=0, lt=2**31)
+    batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")
+    keep_samples: bool = Field(False, description="also write every sample, not only mean/std")
+    device: str = "auto"
+

@@ -1,0 +1,18 @@
+"""The one exception type users see: a problem with their input, stated in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HazeMatchingError(Exception):
+    """A user-facing problem (bad file, bad option, bad checkpoint).
+
+    The CLI prints the message on one line and exits non-zero; the message names the file it
+    concerns, so no traceback is needed to find the culprit.
+    """
+
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        text = " ".join(str(message).split())
+        super().__init__(f"{path}: {text}" if path is not None else text)
+        self.path = Path(path) if path is not None else None

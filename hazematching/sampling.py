@@ -1,0 +1,150 @@
+"""Posterior sampling (Algorithm 2 of the paper) as one TorchScript-compatible module.
+
+`EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from Gaussian noise at t = 0 to an image
+at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean (the MMSE
+estimate), the calibrated standard deviation and optionally every sample, stacked on the channel
+axis. The very same scripted module is what `hazematching predict` runs on a checkpoint and what
+the exported BioImage.IO package contains, so both give the same numbers.
+
+Inputs and outputs are in normalised units (z-scores of the training statistics); mapping from
+and to intensities happens outside, as BioImage.IO pre- and postprocessing does.
+"""
+
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .noise import gaussian_field
+
+MMSE_CHANNEL = 0
+STD_CHANNEL = 1
+
+
+class EulerSampler(nn.Module):
+    """Draws K posterior samples per image with T Euler steps and summarises them.
+
+    Args:
+        velocity: the (traced) velocity network, called as velocity(t, [x, hazy]).
+        steps: T, the number of Euler steps; velocities are evaluated at t = i/T, i < T.
+        samples: K, the number of posterior samples per image.
+        seed: seed of the counter-based noise; noise of sample k at pixel (y, x) depends only on
+            (seed, k, y, x), so an image gets the same samples alone or inside a batch.
+        batch_size: samples integrated together (memory bound: batch_size x images per pass).
+        size_multiple: inputs are reflect-padded to a multiple of this and cropped back.
+        std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
+        keep_samples: append the K samples after the mean and std channels.
+    """
+
+    steps: int
+    samples: int
+    seed: int
+    batch_size: int
+    size_multiple: int
+    std_scale: float
+    std_offset: float
+    keep_samples: bool
+
+    def __init__(
+        self,
+        velocity: nn.Module,
+        *,
+        steps: int,
+        samples: int,
+        seed: int,
+        batch_size: int,
+        size_multiple: int,
+        std_scale: float = 1.0,
+        std_offset: float = 0.0,
+        keep_samples: bool = False,
+    ) -> None:
+        super().__init__()
+        if steps < 1 or samples < 1 or batch_size < 1 or size_multiple < 1:
+            raise ValueError("steps, samples, batch_size and size_multiple must be >= 1")
+        self.velocity = velocity
+        self.steps = steps
+        self.samples = samples
+        self.seed = seed
+        self.batch_size = batch_size
+        self.size_multiple = size_multiple
+        self.std_scale = std_scale
+        self.std_offset = std_offset
+        self.keep_samples = keep_samples
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the output: mean, std and, if kept, one per sample."""
+        return 2 + (self.samples if self.keep_samples else 0)
+
+    @torch.jit.export
+    def pad(self, hazy: Tensor) -> Tensor:
+        """Pad the bottom/right edges up to a multiple of `size_multiple` (reflect if possible)."""
+        height, width = hazy.shape[-2], hazy.shape[-1]
+        m = self.size_multiple
+        pad_h = (m - height % m) % m
+        pad_w = (m - width % m) % m
+        if pad_h == 0 and pad_w == 0:
+            return hazy
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        return F.pad(hazy, [0, pad_w, 0, pad_h], mode=mode)
+
+    @torch.jit.export
+    def initial_noise(self, guide: Tensor, first: int, count: int) -> Tensor:
+        """x_0 for samples first..first+count-1 of every image, ordered (sample, image)."""
+        batch, height, width = guide.shape[0], guide.shape[-2], guide.shape[-1]
+        fields: list[Tensor] = []
+        for j in range(count):
+            fields.append(gaussian_field(self.seed, first + j, 0, 0, height, width, guide.device))
+        noise = torch.stack(fields).to(guide.dtype)
+        return noise[:, None, None].expand(count, batch, 1, height, width).reshape(
+            count * batch, 1, height, width
+        )
+
+    @torch.jit.export
+    def euler_step(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
+        """One Euler update x <- x + v(t, [x, guide]) / T at t = step / T."""
+        t = torch.full([x.shape[0]], step / self.steps, dtype=x.dtype, device=x.device)
+        return x + self.velocity(t, torch.cat([x, guide], dim=1)) * (1.0 / self.steps)
+
+    @torch.jit.export
+    def accumulate(self, x: Tensor, first: int, mean: Tensor, m2: Tensor) -> tuple[Tensor, Tensor]:
+        """Fold finished samples into running mean and sum of squared deviations (Welford)."""
+        batch = mean.shape[0]
+        for j in range(x.shape[0] // batch):
+            sample = x[j * batch : (j + 1) * batch]
+            delta = sample - mean
+            mean = mean + delta / float(first + j + 1)
+            m2 = m2 + delta * (sample - mean)
+        return mean, m2
+
+    @torch.jit.export
+    def summarize(
+        self, mean: Tensor, m2: Tensor, kept: list[Tensor], height: int, width: int
+    ) -> Tensor:
+        """Stack mean, calibrated std (unbiased; 0 for K = 1) and kept samples; crop the padding."""
+        if self.samples > 1:
+            std = torch.sqrt(torch.clamp(m2, min=0.0) / float(self.samples - 1))
+        else:
+            std = torch.zeros_like(mean)
+        std = std * self.std_scale + self.std_offset
+        channels = [mean, std]
+        channels.extend(kept)
+        return torch.cat(channels, dim=1)[:, :, :height, :width]
+
+    def forward(self, hazy: Tensor) -> Tensor:
+        """(B, 1, H, W) normalised hazy images -> (B, 2 [+K], H, W): mean, std [, samples]."""
+        height, width = hazy.shape[-2], hazy.shape[-1]
+        guide = self.pad(hazy)
+        mean = torch.zeros_like(guide)
+        m2 = torch.zeros_like(guide)
+        kept: list[Tensor] = []
+        for first in range(0, self.samples, self.batch_size):
+            count = min(self.batch_size, self.samples - first)
+            x = self.initial_noise(guide, first, count)
+            cond = guide.repeat(count, 1, 1, 1)
+            for step in range(self.steps):
+                x = self.euler_step(x, cond, step)
+            mean, m2 = self.accumulate(x, first, mean, m2)
+            if self.keep_samples:
+                kept.extend(x.split(guide.shape[0]))
+        return self.summarize(mean, m2, kept, height, width)
