@@ -55,5 +55,6 @@ def trace_velocity(net: nn.Module, patch_size: int) -> torch.jit.ScriptModule:
     x = torch.zeros(2, IN_CHANNELS, patch_size, patch_size)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
         traced = torch.jit.trace(net, (t, x), check_trace=False)
     return traced

@@ -11,6 +11,9 @@ and to intensities happens outside, as BioImage.IO pre- and postprocessing does.
 """
 
 
+import warnings
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -148,3 +151,45 @@ class EulerSampler(nn.Module):
             if self.keep_samples:
                 kept.extend(x.split(guide.shape[0]))
         return self.summarize(mean, m2, kept, height, width)
+
+
+def script_sampler(sampler: EulerSampler) -> torch.jit.ScriptModule:
+    """Compile the sampler with TorchScript (the form consumer tools load).
+
+    torch >= 2.13 flags `torch.jit.script` as deprecated in favour of torch.export, which no
+    BioImage.IO consumer loads, so the warning is silenced here on purpose.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
+        return torch.jit.script(sampler)
+
+
+def run_with_progress(
+    sampler: torch.jit.ScriptModule, hazy: Tensor, on_step: Callable[[], None]
+) -> Tensor:
+    """Exactly `sampler(hazy)`, driven step by step from Python so progress can be reported.
+
+    It calls the sampler's own scripted methods in the order of `EulerSampler.forward`; a test
+    checks that the two agree bit for bit.
+    """
+    height, width = hazy.shape[-2], hazy.shape[-1]
+    guide = sampler.pad(hazy)
+    mean = torch.zeros_like(guide)
+    m2 = torch.zeros_like(guide)
+    kept: list[Tensor] = []
+    for first in range(0, sampler.samples, sampler.batch_size):
+        count = min(sampler.batch_size, sampler.samples - first)
+        x = sampler.initial_noise(guide, first, count)
+        cond = guide.repeat(count, 1, 1, 1)
+        for step in range(sampler.steps):
+            x = sampler.euler_step(x, cond, step)
+            on_step()
+        mean, m2 = sampler.accumulate(x, first, mean, m2)
+        if sampler.keep_samples:
+            kept.extend(x.split(guide.shape[0]))
+    return sampler.summarize(mean, m2, kept, height, width)
+
+
+def steps_per_image(samples: int, batch_size: int, steps: int) -> int:
+    """Number of `on_step` calls `run_with_progress` makes for one image batch."""
+    return -(-samples // batch_size) * steps

@@ -1,0 +1,106 @@
+"""Checkpoints: tensors and plain data only, written atomically, read with weights_only=True.
+
+A checkpoint holds everything needed to continue training or to predict: the validated training
+configuration, the normalisation statistics, the step count, the network, its EMA copy, the
+optimizer state and the validation history. Loading never unpickles code, so opening a
+checkpoint someone sent you cannot run anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from . import __version__
+from .config import TrainConfig
+from .data.normalization import Normalization
+from .errors import HazeMatchingError
+from .fileio import atomic_path
+
+FORMAT = "hazematching-checkpoint"
+FORMAT_VERSION = 1
+BEST = "best.pt"
+LAST = "last.pt"
+
+
+@dataclass
+class Checkpoint:
+    """In-memory form of a checkpoint file."""
+
+    config: TrainConfig
+    normalization: Normalization
+    step: int
+    model: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    best_val_loss: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "hazematching_version": __version__,
+            "torch_version": str(torch.__version__),
+            "config": self.config.model_dump(mode="json"),
+            "normalization": self.normalization.model_dump(mode="json"),
+            "step": self.step,
+            "model": self.model,
+            "ema": self.ema,
+            "optimizer": self.optimizer,
+            "best_val_loss": self.best_val_loss,
+            "history": self.history,
+            "data": self.data,
+        }
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Write atomically: an interrupted save leaves the previous file intact."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save(checkpoint.to_dict(), tmp)
+
+
+def resolve_checkpoint_path(path: Path) -> Path:
+    """A checkpoint file, or the best checkpoint inside a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST
+    if not path.is_file():
+        raise HazeMatchingError("checkpoint not found", path)
+    return path
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read and validate a checkpoint (file or run folder); clear errors for anything else."""
+    path = resolve_checkpoint_path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt zip, foreign pickle, truncated file ...
+        raise HazeMatchingError(f"not a readable checkpoint ({type(error).__name__})", path) from error
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise HazeMatchingError("not a HazeMatching checkpoint", path)
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise HazeMatchingError(
+            f"checkpoint format {raw.get('format_version')} is not supported "
+            f"(this version reads {FORMAT_VERSION})",
+            path,
+        )
+    try:
+        return Checkpoint(
+            config=TrainConfig.model_validate(raw["config"]),
+            normalization=Normalization.model_validate(raw["normalization"]),
+            step=int(raw["step"]),
+            model=raw["model"],
+            ema=raw["ema"],
+            optimizer=raw["optimizer"],
+            best_val_loss=raw.get("best_val_loss"),
+            history=list(raw.get("history", [])),
+            data=dict(raw.get("data", {})),
+        )
+    except (KeyError, ValidationError, TypeError, ValueError) as error:
+        raise HazeMatchingError(f"incomplete or invalid checkpoint ({error})", path) from error

@@ -1,0 +1,208 @@
+"""The `hazematching` command: a thin typer layer over the library API.
+
+Every command builds a validated configuration, calls one library function and reports errors
+(bad files, bad options, bad checkpoints) as a single line with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
+from .errors import HazeMatchingError
+
+app = typer.Typer(
+    help="Dehaze widefield fluorescence images with guided conditional flow matching.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=BaseModel)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _reports_errors(command: F) -> F:
+    """Turn library errors into one-line messages and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except HazeMatchingError as error:
+            _fail(str(error))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+                for e in error.errors()
+            )
+            _fail(f"invalid option ({problems})")
+        except KeyboardInterrupt:
+            _fail("interrupted")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _default(model: type[BaseModel], name: str) -> str:
+    return f"[default: {model.model_fields[name].default}]"
+
+
+def _build(model: type[C], base: dict[str, Any], **options: Any) -> C:
+    """Validate `base` updated with every option the user actually gave (not None)."""
+    return model.model_validate({**base, **{k: v for k, v in options.items() if v is not None}})
+
+
+def _int_tuple(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise HazeMatchingError(f"expected comma-separated integers, got {text!r}") from error
+
+
+@app.command()
+@_reports_errors
+def simulate(
+    out_dir: Path = typer.Argument(..., help="folder to create with train/, val/ and test/"),
+    pairs: int = typer.Option(None, help=f"number of image pairs {_default(SimulationConfig, 'pairs')}"),
+    size: int = typer.Option(None, help=f"image side in pixels {_default(SimulationConfig, 'size')}"),
+    seed: int = typer.Option(None, help=f"random seed {_default(SimulationConfig, 'seed')}"),
+    thickness: float = typer.Option(
+        None, help=f"sample thickness in um {_default(SimulationConfig, 'thickness_um')}"
+    ),
+    widefield_photons: float = typer.Option(
+        None, help=f"widefield photon level {_default(SimulationConfig, 'widefield_photons')}"
+    ),
+    confocal_photons: float = typer.Option(
+        None, help=f"confocal photon level {_default(SimulationConfig, 'confocal_photons')}"
+    ),
+    read_noise: float = typer.Option(
+        None, help=f"camera read noise {_default(SimulationConfig, 'read_noise')}"
+    ),
+    defocus_brightness: float = typer.Option(
+        None, help=f"brightness of out-of-focus structures "
+        f"{_default(SimulationConfig, 'defocus_brightness')}"
+    ),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Simulate paired widefield (hazy) / confocal (clean) images as 2-channel TIFFs."""
+    from .data.simulate import simulate as run
+
+    config = _build(
+        SimulationConfig, {}, pairs=pairs, size=size, seed=seed, thickness_um=thickness,
+        widefield_photons=widefield_photons, confocal_photons=confocal_photons,
+        read_noise=read_noise, defocus_brightness=defocus_brightness,
+    )
+    manifest = run(out_dir, config, progress=progress)
+    typer.echo(f"wrote {config.pairs} pairs and {manifest}")
+
+
+@app.command()
+@_reports_errors
+def train(
+    data_dir: Path = typer.Argument(..., help="folder of pairs (see README: data layouts)"),
+    out: Path = typer.Option(..., "--out", help="run folder for checkpoints and history"),
+    steps: int = typer.Option(None, help=f"total optimizer steps {_default(TrainConfig, 'steps')}"),
+    patch_size: int = typer.Option(None, help=f"patch side {_default(TrainConfig, 'patch_size')}"),
+    batch_size: int = typer.Option(None, help=f"batch size {_default(TrainConfig, 'batch_size')}"),
+    lr: float = typer.Option(None, help=f"learning rate {_default(TrainConfig, 'learning_rate')}"),
+    time_grid: int = typer.Option(
+        None, help=f"size T of the training time grid {_default(TrainConfig, 'time_grid')}"
+    ),
+    width: int = typer.Option(
+        None, help=f"network base channels {_default(NetworkConfig, 'model_channels')}"
+    ),
+    channel_mult: str = typer.Option(
+        None, help="channel multipliers per level, e.g. 1,1,2,3,4 [default: 1,1,2,3,4]"
+    ),
+    attention: str = typer.Option(
+        None, help="downsampling factors with attention, e.g. 16 ('' for none) [default: 16]"
+    ),
+    ema_decay: float = typer.Option(None, help=f"EMA decay {_default(TrainConfig, 'ema_decay')}"),
+    val_every: int = typer.Option(
+        None, help=f"steps between validations {_default(TrainConfig, 'val_every')}"
+    ),
+    seed: int = typer.Option(None, help=f"random seed {_default(TrainConfig, 'seed')}"),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    config: Path = typer.Option(
+        None, help="a config.json of an earlier run to start from (options override it)"
+    ),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last.pt"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Train the guided flow on paired images; writes best.pt and last.pt to --out."""
+    from .train import train as run
+
+    base: dict[str, Any] = {}
+    if config is not None:
+        try:
+            base = json.loads(config.read_text())
+        except (OSError, ValueError) as error:
+            raise HazeMatchingError(f"cannot read config ({error})", config) from error
+    network = _build(
+        NetworkConfig, base.get("network", {}), model_channels=width,
+        channel_mult=_int_tuple(channel_mult), attention_downsample=_int_tuple(attention),
+    )
+    train_config = _build(
+        TrainConfig, {**base, "network": network.model_dump()}, steps=steps,
+        patch_size=patch_size, batch_size=batch_size, learning_rate=lr, time_grid=time_grid,
+        ema_decay=ema_decay, val_every=val_every, seed=seed, device=device,
+    )
+    result = run(data_dir, out, train_config, resume=resume, progress=progress)
+    typer.echo(f"trained {result.step} steps; best validation loss {result.best_val_loss:.5f}; "
+               f"checkpoints in {out}")
+
+
+@app.command()
+@_reports_errors
+def predict(
+    model: Path = typer.Argument(..., help="checkpoint (.pt) or run folder"),
+    inputs: list[Path] = typer.Argument(..., help="hazy TIFFs (2D or stacks of 2D planes)"),
+    out: Path = typer.Option(..., "--out", help="folder for the output TIFFs"),
+    samples: int = typer.Option(
+        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
+    ),
+    steps: int = typer.Option(None, help=f"Euler steps {_default(SamplingConfig, 'steps')}"),
+    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    batch_size: int = typer.Option(
+        None, help=f"samples per network pass {_default(SamplingConfig, 'batch_size')}"
+    ),
+    keep_samples: bool = typer.Option(False, help="also write every sample as a channel"),
+    channel: int = typer.Option(
+        None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
+    ),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Dehaze images: write the MMSE and per-pixel std (and optionally samples) as TIFFs."""
+    from .predict import predict as run
+
+    sampling = _build(
+        SamplingConfig, {}, samples=samples, steps=steps, seed=seed, batch_size=batch_size,
+        keep_samples=keep_samples, device=device,
+    )
+    written = run(model, inputs, out, sampling, channel=channel, progress=progress)
+    typer.echo(f"wrote {len(written)} file(s) to {out}")
+
+
+def main() -> None:
+    """Entry point for `python -m hazematching`."""
+    app(prog_name="hazematching")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: simulation of paired images, TIFF input/output, datasets and normalisation."""

@@ -1,0 +1,176 @@
+"""Paired training data: discovery on disk, train/val split and random augmented patches.
+
+Accepted layouts of a data folder:
+- `train/` and `val/` sub-folders (what `hazematching simulate` writes), each in one of the
+  layouts below; without `val/`, a seeded fraction of `train/` is held out;
+- 2-channel TIFFs (channel 0 = confocal target, channel 1 = widefield input);
+- `input/` and `target/` sub-folders of single-channel TIFFs matched by file name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HazeMatchingError
+from .normalization import Normalization
+from .tiff import read_pair, read_single
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PairedImages:
+    """Matched 2D (input, target) planes with the file each came from."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    sources: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def subset(self, files: set[Path]) -> PairedImages:
+        """The planes whose source file is in `files`."""
+        keep = [i for i, source in enumerate(self.sources) if source in files]
+        return PairedImages(
+            [self.inputs[i] for i in keep],
+            [self.targets[i] for i in keep],
+            [self.sources[i] for i in keep],
+        )
+
+
+def list_tiffs(folder: Path) -> list[Path]:
+    """TIFF files directly inside `folder`, sorted by name (hidden files skipped)."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.suffix.lower() in TIFF_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
+
+
+def load_pairs(folder: Path) -> PairedImages:
+    """All pairs in `folder`, either 2-channel TIFFs or matched input/ and target/ files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HazeMatchingError("data folder not found", folder)
+    inputs: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    sources: list[Path] = []
+    if (folder / "input").is_dir() and (folder / "target").is_dir():
+        input_files = {p.name: p for p in list_tiffs(folder / "input")}
+        target_files = {p.name: p for p in list_tiffs(folder / "target")}
+        unmatched = sorted(set(input_files) ^ set(target_files))
+        if unmatched:
+            raise HazeMatchingError(f"files without a partner in input/ or target/: {unmatched}",
+                                    folder)
+        for name in sorted(input_files):
+            x, y = read_single(input_files[name]), read_single(target_files[name])
+            if x.shape != y.shape:
+                raise HazeMatchingError(
+                    f"input shape {x.shape} does not match target shape {y.shape}",
+                    input_files[name],
+                )
+            _extend(inputs, targets, sources, x, y, input_files[name])
+    else:
+        for path in list_tiffs(folder):
+            x, y = read_pair(path)
+            _extend(inputs, targets, sources, x, y, path)
+    if not inputs:
+        raise HazeMatchingError(
+            "no image pairs found (expected 2-channel TIFFs or input/ and target/ folders)", folder
+        )
+    return PairedImages(inputs, targets, sources)
+
+
+def _extend(
+    inputs: list[np.ndarray],
+    targets: list[np.ndarray],
+    sources: list[Path],
+    x: np.ndarray,
+    y: np.ndarray,
+    path: Path,
+) -> None:
+    for plane in range(x.shape[0]):
+        inputs.append(x[plane])
+        targets.append(y[plane])
+        sources.append(path)
+
+
+def split_by_file(
+    pairs: PairedImages, val_fraction: float, seed: int
+) -> tuple[PairedImages, PairedImages]:
+    """Hold out a seeded fraction of files (never planes of one file on both sides)."""
+    files = sorted(set(pairs.sources))
+    if len(files) < 2:
+        raise HazeMatchingError(
+            "need at least 2 files to hold some out for validation (or provide a val/ folder)",
+            files[0].parent,
+        )
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_val = min(max(1, round(val_fraction * len(files))), len(files) - 1)
+    val_files = {files[i] for i in order[:n_val]}
+    return pairs.subset(set(files) - val_files), pairs.subset(val_files)
+
+
+def load_training_data(
+    data_dir: Path, val_fraction: float, seed: int
+) -> tuple[PairedImages, PairedImages]:
+    """(train, val) pairs from any accepted layout of `data_dir`."""
+    data_dir = Path(data_dir)
+    if (data_dir / "train").is_dir():
+        train = load_pairs(data_dir / "train")
+        if (data_dir / "val").is_dir():
+            return train, load_pairs(data_dir / "val")
+        return split_by_file(train, val_fraction, seed)
+    return split_by_file(load_pairs(data_dir), val_fraction, seed)
+
+
+def check_patch_fits(pairs: PairedImages, patch_size: int) -> None:
+    """Every image must hold at least one full patch."""
+    for image, source in zip(pairs.inputs, pairs.sources, strict=True):
+        if min(image.shape) < patch_size:
+            raise HazeMatchingError(
+                f"image of size {image.shape[0]}x{image.shape[1]} is smaller than the patch size "
+                f"{patch_size}",
+                source,
+            )
+
+
+class PatchSampler:
+    """Random normalised (hazy, target) patches with flips and 90-degree rotations.
+
+    Images are drawn with probability proportional to their area, so every pixel is equally
+    likely to be seen. All randomness comes from the generator passed to `sample`, which makes
+    training reproducible and resumable (the trainer derives it from the seed and step).
+    """
+
+    def __init__(self, pairs: PairedImages, normalization: Normalization, patch_size: int):
+        check_patch_fits(pairs, patch_size)
+        self.inputs = [normalization.normalize_input(x) for x in pairs.inputs]
+        self.targets = [normalization.normalize_target(y) for y in pairs.targets]
+        self.patch_size = patch_size
+        areas = np.array([x.size for x in self.inputs], dtype=float)
+        self.weights = areas / areas.sum()
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(hazy, target) float32 arrays of shape (batch, 1, patch, patch)."""
+        p = self.patch_size
+        hazy = np.empty((batch, 1, p, p), dtype=np.float32)
+        target = np.empty_like(hazy)
+        for b in range(batch):
+            i = int(rng.choice(len(self.inputs), p=self.weights))
+            height, width = self.inputs[i].shape
+            y = int(rng.integers(0, height - p + 1))
+            x = int(rng.integers(0, width - p + 1))
+            transform = int(rng.integers(0, 8))
+            hazy[b, 0] = _dihedral(self.inputs[i][y : y + p, x : x + p], transform)
+            target[b, 0] = _dihedral(self.targets[i][y : y + p, x : x + p], transform)
+        return hazy, target
+
+
+def _dihedral(patch: np.ndarray, transform: int) -> np.ndarray:
+    """One of the 8 flips/rotations of a square patch."""
+    rotated = np.rot90(patch, k=transform % 4)
+    return rotated[:, ::-1] if transform >= 4 else rotated

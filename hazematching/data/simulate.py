@@ -1,0 +1,122 @@
+"""Paired widefield/confocal images of procedural 3D samples, written as training data.
+
+Each pair comes from its own random volume, imaged at the volume's central plane through a
+widefield and a confocal PSF, with Poisson photon noise and Gaussian read noise. Pair i depends
+only on (seed, i), so asking for more pairs keeps the first ones unchanged. Whole pairs are
+assigned to train/val/test, so no sample is seen in two splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..config import SimulationConfig
+from ..errors import HazeMatchingError
+from ..fileio import write_json
+from .phantom import random_volume
+from .psf import confocal_psf, widefield_psf
+from .render import axial_offsets, render_focal_plane
+from .tiff import INPUT_CHANNEL, TARGET_CHANNEL, write_tiff
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SimulatedPair:
+    """Noise-free and noisy images of one simulated sample (all float32, Y x X)."""
+
+    widefield: np.ndarray
+    confocal: np.ndarray
+    widefield_clean: np.ndarray
+    confocal_clean: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _psfs(config: SimulationConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(widefield, confocal) PSF stacks for every axial offset of the volume."""
+    offsets = axial_offsets(config.planes, config.z_step_um)
+    optics = (size, config.pixel_um, offsets, config.numerical_aperture, config.immersion_index)
+    widefield = widefield_psf(*optics, config.emission_nm)
+    confocal = confocal_psf(*optics, config.excitation_nm, config.emission_nm, config.pinhole_au)
+    return widefield, confocal
+
+
+def _add_noise(
+    rng: np.random.Generator, clean: np.ndarray, photons: float, read_noise: float
+) -> np.ndarray:
+    """Scale so the 99.9th percentile receives `photons`, then Poisson + Gaussian read noise."""
+    peak = float(np.percentile(clean, 99.9))
+    expected = np.clip(clean, 0, None) * (photons / peak if peak > 0 else 0.0)
+    noisy = rng.poisson(expected).astype(np.float64)
+    return (noisy + rng.normal(0.0, read_noise, clean.shape)).astype(np.float32)
+
+
+def simulate_pair(config: SimulationConfig, index: int) -> SimulatedPair:
+    """The pair number `index` of a simulation (deterministic in config.seed and index)."""
+    rng = np.random.default_rng([config.seed, index])
+    volume = random_volume(rng, config, config.size)
+    widefield_psf_stack, confocal_psf_stack = _psfs(config, config.size)
+    focal = config.planes // 2
+    wf_clean = render_focal_plane(volume, widefield_psf_stack, focal)
+    cf_clean = render_focal_plane(volume, confocal_psf_stack, focal)
+    return SimulatedPair(
+        widefield=_add_noise(rng, wf_clean, config.widefield_photons, config.read_noise),
+        confocal=_add_noise(rng, cf_clean, config.confocal_photons, config.read_noise),
+        widefield_clean=wf_clean.astype(np.float32),
+        confocal_clean=cf_clean.astype(np.float32),
+    )
+
+
+def assign_splits(config: SimulationConfig) -> list[str]:
+    """Split name of every pair; val and test get at least one pair each when asked for."""
+    n = config.pairs
+    counts = [round(fraction * n) for fraction in config.split]
+    for k in (1, 2):
+        if config.split[k] > 0 and counts[k] == 0 and n >= 3:
+            counts[k] = 1
+    counts[0] = n - counts[1] - counts[2]
+    if counts[0] < 1:
+        raise HazeMatchingError(f"{n} pairs are too few for the split {config.split}")
+    labels = [name for name, count in zip(SPLITS, counts, strict=True) for _ in range(count)]
+    order = np.random.default_rng(config.seed).permutation(n)
+    return [labels[i] for i in np.argsort(order)]
+
+
+def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) -> Path:
+    """Write `config.pairs` paired TIFFs into out_dir/{train,val,test} and a parameter JSON.
+
+    Each TIFF has shape (2, size, size), channel 0 = confocal target, channel 1 = widefield
+    input. Returns the path of `simulation.json`, which records every parameter, the version,
+    and the file, split and seed of every pair.
+    """
+    out_dir = Path(out_dir)
+    existing = list(out_dir.glob("*/pair_*.tif")) if out_dir.is_dir() else []
+    if existing:
+        raise HazeMatchingError("already holds simulated pairs; choose a new folder", out_dir)
+    splits = assign_splits(config)
+    for name in set(splits):
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+    records = []
+    for index in tqdm(range(config.pairs), desc="simulate", unit="pair", disable=not progress):
+        pair = simulate_pair(config, index)
+        stack = np.empty((2, config.size, config.size), dtype=np.float32)
+        stack[TARGET_CHANNEL] = pair.confocal
+        stack[INPUT_CHANNEL] = pair.widefield
+        relative = Path(splits[index]) / f"pair_{index:05d}.tif"
+        write_tiff(out_dir / relative, stack, "CYX", ["confocal", "widefield"])
+        records.append({"file": relative.as_posix(), "split": splits[index],
+                        "seed": [config.seed, index]})
+    manifest = out_dir / "simulation.json"
+    write_json(manifest, {
+        "generator": f"hazematching {__version__}",
+        "channels": {"0": "confocal target", "1": "widefield input"},
+        "config": config.model_dump(mode="json"),
+        "pairs": records,
+    })
+    return manifest

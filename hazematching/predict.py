@@ -1,0 +1,179 @@
+"""Dehazing images with a trained checkpoint: posterior samples, MMSE and uncertainty.
+
+The checkpoint's EMA network is traced and wrapped in the scripted `EulerSampler`, the very module
+the exported package contains. Intensities are normalised with the training statistics before
+sampling and mapped back to target intensities afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoint import load_checkpoint, resolve_checkpoint_path
+from .config import SamplingConfig, TrainConfig
+from .data.normalization import Normalization
+from .data.tiff import read_single, write_tiff
+from .errors import HazeMatchingError
+from .fileio import write_json
+from .model import build_velocity_net, trace_velocity
+from .runtime import resolve_device
+from .sampling import (
+    MMSE_CHANNEL,
+    STD_CHANNEL,
+    EulerSampler,
+    run_with_progress,
+    script_sampler,
+    steps_per_image,
+)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What prediction needs from a checkpoint: architecture, statistics and EMA weights."""
+
+    config: TrainConfig
+    normalization: Normalization
+    velocity: nn.Module
+    source: Path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Results in target intensities: arrays of shape (planes, Y, X); samples (planes, K, Y, X)."""
+
+    mmse: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None
+
+
+def load_trained_model(path: Path) -> TrainedModel:
+    """The EMA network of a checkpoint file (or of run_dir/best.pt), in eval mode on CPU."""
+    checkpoint = load_checkpoint(path)
+    net = build_velocity_net(checkpoint.config.network, checkpoint.config.patch_size)
+    try:
+        net.load_state_dict(checkpoint.ema)
+    except RuntimeError as error:
+        raise HazeMatchingError(
+            "weights do not match the stored architecture", resolve_checkpoint_path(path)
+        ) from error
+    return TrainedModel(
+        checkpoint.config, checkpoint.normalization, net.eval(), resolve_checkpoint_path(path)
+    )
+
+
+def build_sampler(
+    model: TrainedModel, sampling: SamplingConfig, device: torch.device
+) -> torch.jit.ScriptModule:
+    """The scripted sampler around the traced EMA network, on `device`."""
+    traced = trace_velocity(model.velocity, model.config.patch_size)
+    sampler = EulerSampler(
+        traced,
+        steps=sampling.steps,
+        samples=sampling.samples,
+        seed=sampling.seed,
+        batch_size=sampling.batch_size,
+        size_multiple=model.config.network.size_multiple,
+        keep_samples=sampling.keep_samples,
+    )
+    return script_sampler(sampler).to(device)
+
+
+def predict_planes(
+    model: TrainedModel,
+    sampler: torch.jit.ScriptModule,
+    planes: np.ndarray,
+    bar: tqdm | None = None,
+) -> Prediction:
+    """Sample every plane of a (planes, Y, X) intensity array, one plane at a time."""
+    device = next(sampler.parameters()).device
+    outputs = []
+    with torch.no_grad():
+        for plane in planes:
+            hazy = torch.from_numpy(model.normalization.normalize_input(plane))[None, None]
+            result = run_with_progress(
+                sampler, hazy.to(device), (lambda: bar.update(1)) if bar is not None else _noop
+            )
+            outputs.append(result[0].cpu().numpy())
+    stacked = np.stack(outputs)  # (planes, channels, Y, X), normalised units
+    norm = model.normalization
+    samples = stacked[:, 2:] if stacked.shape[1] > 2 else None
+    return Prediction(
+        mmse=norm.denormalize_target(stacked[:, MMSE_CHANNEL]),
+        std=norm.denormalize_target(stacked[:, STD_CHANNEL], is_std=True),
+        samples=norm.denormalize_target(samples) if samples is not None else None,
+    )
+
+
+def _noop() -> None:
+    return None
+
+
+def output_channel_names(sampling: SamplingConfig) -> list[str]:
+    """Names of the output channels, in order."""
+    names = ["mmse", "std"]
+    if sampling.keep_samples:
+        names += [f"sample_{k}" for k in range(sampling.samples)]
+    return names
+
+
+def predict(
+    model_path: Path,
+    inputs: list[Path],
+    out_dir: Path,
+    sampling: SamplingConfig,
+    *,
+    channel: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Dehaze each input TIFF and write `<out_dir>/<name>.tif` with channels mmse, std [, samples].
+
+    2D inputs give (C, Y, X) outputs, stacks give (Z, C, Y, X). `channel` selects one channel of
+    multi-channel inputs (e.g. 1 for the widefield channel of a paired file). All inputs are
+    read and checked before anything is computed or written; `predict.json` records the model
+    and the sampling settings.
+    """
+    if not inputs:
+        raise HazeMatchingError("no input images given")
+    out_dir = Path(out_dir)
+    names = [Path(p).stem for p in inputs]
+    if len(set(names)) != len(names):
+        raise HazeMatchingError("two inputs share a file name; outputs would overwrite each other")
+    images = [read_single(Path(p), channel) for p in inputs]
+    model = load_trained_model(model_path)
+    device = resolve_device(sampling.device)
+    sampler = build_sampler(model, sampling, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_plane = steps_per_image(sampling.samples, sampling.batch_size, sampling.steps)
+    total = per_plane * sum(len(image) for image in images)
+    written = []
+    with tqdm(total=total, desc="predict", unit="step", disable=not progress) as bar:
+        for path, name, image in zip(inputs, names, images, strict=True):
+            bar.set_postfix(image=Path(path).name)
+            result = predict_planes(model, sampler, image, bar)
+            channels = [result.mmse[:, None], result.std[:, None]]
+            if result.samples is not None:
+                channels.append(result.samples)
+            stack = np.concatenate(channels, axis=1)
+            target = out_dir / f"{name}.tif"
+            if image.shape[0] == 1:
+                write_tiff(target, stack[0], "CYX", output_channel_names(sampling))
+            else:
+                write_tiff(target, stack, "ZCYX", output_channel_names(sampling))
+            written.append(target)
+    write_json(out_dir / "predict.json", {
+        "hazematching_version": __version__,
+        "model": str(model.source),
+        "sampling": sampling.model_dump(mode="json"),
+        "channel": channel,
+        "inputs": [str(p) for p in inputs],
+        "outputs": [p.name for p in written],
+        "output_channels": output_channel_names(sampling),
+    })
+    return written

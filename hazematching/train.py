@@ -1,0 +1,204 @@
+"""Training the velocity network with guided conditional flow matching (Algorithm 1).
+
+Every random draw of step s on rank r comes from generators seeded with (seed, s, r): patches,
+augmentations, times and noise. A run is therefore reproducible, and a resumed run continues
+exactly as if it had never stopped. Under torchrun each process trains on its own patches and
+torch's DistributedDataParallel averages the gradients; rank 0 validates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data.dataset import PairedImages, PatchSampler, load_training_data
+from .data.normalization import Normalization
+from .errors import HazeMatchingError
+from .fileio import write_json
+from .flow import GuidedFlowMatching, draw_times
+from .model import build_velocity_net
+from .runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
+
+_TRAIN_STREAM = 0
+_VAL_STREAM = 1
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the run wrote its checkpoints, and how validation went."""
+
+    best: Path
+    last: Path
+    step: int
+    best_val_loss: float
+    history: list[dict[str, float]]
+
+
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model, with d warmed up as (1 + step) / (10 + step)."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+            e.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+            e.copy_(b)
+
+
+class _Validator:
+    """A fixed set of validation patches, times and noise: losses are comparable across steps."""
+
+    def __init__(self, sampler: PatchSampler, config: TrainConfig, device: torch.device):
+        rng = np.random.default_rng([config.seed, _VAL_STREAM])
+        hazy, target = sampler.sample(rng, config.val_patches)
+        generator = torch.Generator().manual_seed(config.seed)
+        self.hazy = torch.from_numpy(hazy)
+        self.target = torch.from_numpy(target)
+        self.noise = torch.randn(self.target.shape, generator=generator)
+        index = torch.arange(config.val_patches) % config.time_grid
+        self.t = index.to(torch.float32) / config.time_grid
+        self.batch = config.batch_size
+        self.device = device
+
+    def loss(self, net: nn.Module, objective: GuidedFlowMatching) -> float:
+        """Mean loss over all validation patches, in batches."""
+        net.eval()
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, len(self.t), self.batch):
+                part = slice(start, start + self.batch)
+                value = objective.loss(
+                    net,
+                    self.hazy[part].to(self.device),
+                    self.target[part].to(self.device),
+                    self.noise[part].to(self.device),
+                    self.t[part].to(self.device),
+                )
+                total += float(value) * len(self.t[part])
+        net.train()
+        return total / len(self.t)
+
+
+def _data_record(data_dir: Path, train: PairedImages, val: PairedImages) -> dict[str, object]:
+    return {
+        "data_dir": str(data_dir),
+        "train_files": sorted({p.name for p in train.sources}),
+        "val_files": sorted({p.name for p in val.sources}),
+        "train_planes": len(train),
+        "val_planes": len(val),
+    }
+
+
+def train(
+    data_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on the pairs in `data_dir`, writing best.pt, last.pt and history.json to `run_dir`.
+
+    With `resume`, training continues from run_dir/last.pt with its stored configuration (only
+    `steps` and `device` are taken from `config`), optimizer and EMA state.
+    """
+    run_dir = Path(run_dir)
+    previous: Checkpoint | None = None
+    if resume:
+        previous = load_checkpoint(run_dir / LAST)
+        config = previous.config.model_copy(update={"steps": config.steps, "device": config.device})
+        if previous.step >= config.steps:
+            raise HazeMatchingError(
+                f"already trained {previous.step} steps; ask for more than that with --steps",
+                run_dir / LAST,
+            )
+    elif (run_dir / LAST).exists():
+        raise HazeMatchingError("holds a previous run; use --resume or a new folder", run_dir)
+
+    device = resolve_device(config.device)
+    group = start_process_group(device)
+    if group.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+    try:
+        return _train(data_dir, run_dir, config, previous, device, group, progress)
+    finally:
+        stop_process_group(group)
+
+
+def _train(
+    data_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    previous: Checkpoint | None,
+    device: torch.device,
+    group: ProcessGroup,
+    progress: bool,
+) -> TrainResult:
+    train_pairs, val_pairs = load_training_data(data_dir, config.val_fraction, config.seed)
+    normalization = (
+        previous.normalization
+        if previous is not None
+        else Normalization.from_images(train_pairs.inputs, train_pairs.targets)
+    )
+    train_sampler = PatchSampler(train_pairs, normalization, config.patch_size)
+    validator = _Validator(PatchSampler(val_pairs, normalization, config.patch_size), config, device)
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    net = build_velocity_net(config.network, config.patch_size).to(device)
+    ema = copy.deepcopy(net).eval()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    start, best_val, history = 0, math.inf, []
+    if previous is not None:
+        net.load_state_dict(previous.model)
+        ema.load_state_dict(previous.ema)
+        optimizer.load_state_dict(previous.optimizer)
+        start, history = previous.step, list(previous.history)
+        best_val = previous.best_val_loss if previous.best_val_loss is not None else math.inf
+    model: nn.Module = DistributedDataParallel(net) if group.world > 1 else net
+    objective = GuidedFlowMatching()
+    data = _data_record(Path(data_dir), train_pairs, val_pairs)
+
+    def checkpoint(step: int) -> Checkpoint:
+        return Checkpoint(config, normalization, step, net.state_dict(), ema.state_dict(),
+                          optimizer.state_dict(), best_val, history, data)
+
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step",
+               disable=not (progress and group.is_main))
+    net.train()
+    for step in range(start, config.steps):
+        rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step, group.rank])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        hazy, target = (torch.from_numpy(a).to(device) for a in
+                        train_sampler.sample(rng, config.batch_size))
+        noise = torch.randn(target.shape, generator=generator).to(device)
+        t = draw_times(generator, config.batch_size, config.time_grid).to(device)
+        loss = objective.loss(model, hazy, target, noise, t)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema_update(ema, net, config.ema_decay, step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        if group.is_main and (done % config.val_every == 0 or done == config.steps):
+            val_loss = validator.loss(ema, objective)
+            history.append({"step": done, "train_loss": loss.item(), "val_loss": val_loss})
+            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
+            if val_loss < best_val:
+                best_val = val_loss
+                save_checkpoint(run_dir / BEST, checkpoint(done))
+            save_checkpoint(run_dir / LAST, checkpoint(done))
+            write_json(run_dir / "history.json", history)
+    bar.close()
+    return TrainResult(run_dir / BEST, run_dir / LAST, config.steps, best_val, history)
