@@ -81,7 +81,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt zip, foreign pickle, truncated file ...
-        raise HazeMatchingError(f"not a readable checkpoint ({type(error).__name__})", path) from error
+        raise HazeMatchingError(
+            f"not a readable checkpoint ({type(error).__name__})", path
+        ) from error
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise HazeMatchingError("not a HazeMatching checkpoint", path)
     if raw.get("format_version") != FORMAT_VERSION:

@@ -78,8 +78,12 @@ def _int_tuple(text: str | None) -> tuple[int, ...] | None:
 @_reports_errors
 def simulate(
     out_dir: Path = typer.Argument(..., help="folder to create with train/, val/ and test/"),
-    pairs: int = typer.Option(None, help=f"number of image pairs {_default(SimulationConfig, 'pairs')}"),
-    size: int = typer.Option(None, help=f"image side in pixels {_default(SimulationConfig, 'size')}"),
+    pairs: int = typer.Option(
+        None, help=f"number of image pairs {_default(SimulationConfig, 'pairs')}"
+    ),
+    size: int = typer.Option(
+        None, help=f"image side in pixels {_default(SimulationConfig, 'size')}"
+    ),
     seed: int = typer.Option(None, help=f"random seed {_default(SimulationConfig, 'seed')}"),
     thickness: float = typer.Option(
         None, help=f"sample thickness in um {_default(SimulationConfig, 'thickness_um')}"
@@ -94,8 +98,9 @@ def simulate(
         None, help=f"camera read noise {_default(SimulationConfig, 'read_noise')}"
     ),
     defocus_brightness: float = typer.Option(
-        None, help=f"brightness of out-of-focus structures "
-        f"{_default(SimulationConfig, 'defocus_brightness')}"
+        None,
+        help=f"brightness of out-of-focus structures "
+        f"{_default(SimulationConfig, 'defocus_brightness')}",
     ),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -103,9 +108,16 @@ def simulate(
     from .data.simulate import simulate as run
 
     config = _build(
-        SimulationConfig, {}, pairs=pairs, size=size, seed=seed, thickness_um=thickness,
-        widefield_photons=widefield_photons, confocal_photons=confocal_photons,
-        read_noise=read_noise, defocus_brightness=defocus_brightness,
+        SimulationConfig,
+        {},
+        pairs=pairs,
+        size=size,
+        seed=seed,
+        thickness_um=thickness,
+        widefield_photons=widefield_photons,
+        confocal_photons=confocal_photons,
+        read_noise=read_noise,
+        defocus_brightness=defocus_brightness,
     )
     manifest = run(out_dir, config, progress=progress)
     typer.echo(f"wrote {config.pairs} pairs and {manifest}")
@@ -154,17 +166,30 @@ def train(
         except (OSError, ValueError) as error:
             raise HazeMatchingError(f"cannot read config ({error})", config) from error
     network = _build(
-        NetworkConfig, base.get("network", {}), model_channels=width,
-        channel_mult=_int_tuple(channel_mult), attention_downsample=_int_tuple(attention),
+        NetworkConfig,
+        base.get("network", {}),
+        model_channels=width,
+        channel_mult=_int_tuple(channel_mult),
+        attention_downsample=_int_tuple(attention),
     )
     train_config = _build(
-        TrainConfig, {**base, "network": network.model_dump()}, steps=steps,
-        patch_size=patch_size, batch_size=batch_size, learning_rate=lr, time_grid=time_grid,
-        ema_decay=ema_decay, val_every=val_every, seed=seed, device=device,
+        TrainConfig,
+        {**base, "network": network.model_dump()},
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        learning_rate=lr,
+        time_grid=time_grid,
+        ema_decay=ema_decay,
+        val_every=val_every,
+        seed=seed,
+        device=device,
     )
     result = run(data_dir, out, train_config, resume=resume, progress=progress)
-    typer.echo(f"trained {result.step} steps; best validation loss {result.best_val_loss:.5f}; "
-               f"checkpoints in {out}")
+    typer.echo(
+        f"trained {result.step} steps; best validation loss {result.best_val_loss:.5f}; "
+        f"checkpoints in {out}"
+    )
 
 
 @app.command()
@@ -192,8 +217,14 @@ def predict(
     from .predict import predict as run
 
     sampling = _build(
-        SamplingConfig, {}, samples=samples, steps=steps, seed=seed, batch_size=batch_size,
-        keep_samples=keep_samples, device=device,
+        SamplingConfig,
+        {},
+        samples=samples,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        keep_samples=keep_samples,
+        device=device,
     )
     written = run(model, inputs, out, sampling, channel=channel, progress=progress)
     typer.echo(f"wrote {len(written)} file(s) to {out}")

@@ -130,4 +130,3 @@ class SamplingConfig(_Config):
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")
     keep_samples: bool = Field(False, description="also write every sample, not only mean/std")
     device: str = "auto"
-

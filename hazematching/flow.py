@@ -25,7 +25,9 @@ class GuidedFlowMatching:
     def __init__(self) -> None:
         self.matcher = ConditionalFlowMatcher(sigma=0.0)
 
-    def loss(self, net: nn.Module, hazy: Tensor, target: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    def loss(
+        self, net: nn.Module, hazy: Tensor, target: Tensor, noise: Tensor, t: Tensor
+    ) -> Tensor:
         """Mean squared error between v_theta(t, [x_t, hazy]) and x_1 - x_0."""
         t, x_t, u_t = self.matcher.sample_location_and_conditional_flow(noise, target, t)
         velocity = net(t, torch.cat([x_t, hazy], dim=1))

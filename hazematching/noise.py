@@ -12,11 +12,11 @@ by rounding between devices. Every function here is TorchScript-compatible (whic
 32-bit mask 0xFFFFFFFF appears as a literal: TorchScript cannot read module constants).
 """
 
-
 import math
 
 import torch
 from torch import Tensor
+
 
 def _mul32(a: Tensor, c: int) -> Tensor:
     """(a * c) mod 2**32 for int64 tensors holding values in [0, 2**32), without overflow."""

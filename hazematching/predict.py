@@ -167,13 +167,16 @@ def predict(
             else:
                 write_tiff(target, stack, "ZCYX", output_channel_names(sampling))
             written.append(target)
-    write_json(out_dir / "predict.json", {
-        "hazematching_version": __version__,
-        "model": str(model.source),
-        "sampling": sampling.model_dump(mode="json"),
-        "channel": channel,
-        "inputs": [str(p) for p in inputs],
-        "outputs": [p.name for p in written],
-        "output_channels": output_channel_names(sampling),
-    })
+    write_json(
+        out_dir / "predict.json",
+        {
+            "hazematching_version": __version__,
+            "model": str(model.source),
+            "sampling": sampling.model_dump(mode="json"),
+            "channel": channel,
+            "inputs": [str(p) for p in inputs],
+            "outputs": [p.name for p in written],
+            "output_channels": output_channel_names(sampling),
+        },
+    )
     return written

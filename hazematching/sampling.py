@@ -10,7 +10,6 @@ Inputs and outputs are in normalised units (z-scores of the training statistics)
 and to intensities happens outside, as BioImage.IO pre- and postprocessing does.
 """
 
-
 import warnings
 from collections.abc import Callable
 
@@ -99,8 +98,10 @@ class EulerSampler(nn.Module):
         for j in range(count):
             fields.append(gaussian_field(self.seed, first + j, 0, 0, height, width, guide.device))
         noise = torch.stack(fields).to(guide.dtype)
-        return noise[:, None, None].expand(count, batch, 1, height, width).reshape(
-            count * batch, 1, height, width
+        return (
+            noise[:, None, None]
+            .expand(count, batch, 1, height, width)
+            .reshape(count * batch, 1, height, width)
         )
 
     @torch.jit.export

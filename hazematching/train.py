@@ -150,7 +150,9 @@ def _train(
         else Normalization.from_images(train_pairs.inputs, train_pairs.targets)
     )
     train_sampler = PatchSampler(train_pairs, normalization, config.patch_size)
-    validator = _Validator(PatchSampler(val_pairs, normalization, config.patch_size), config, device)
+    validator = _Validator(
+        PatchSampler(val_pairs, normalization, config.patch_size), config, device
+    )
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -170,17 +172,32 @@ def _train(
     data = _data_record(Path(data_dir), train_pairs, val_pairs)
 
     def checkpoint(step: int) -> Checkpoint:
-        return Checkpoint(config, normalization, step, net.state_dict(), ema.state_dict(),
-                          optimizer.state_dict(), best_val, history, data)
+        return Checkpoint(
+            config,
+            normalization,
+            step,
+            net.state_dict(),
+            ema.state_dict(),
+            optimizer.state_dict(),
+            best_val,
+            history,
+            data,
+        )
 
-    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step",
-               disable=not (progress and group.is_main))
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        desc="train",
+        unit="step",
+        disable=not (progress and group.is_main),
+    )
     net.train()
     for step in range(start, config.steps):
         rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step, group.rank])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        hazy, target = (torch.from_numpy(a).to(device) for a in
-                        train_sampler.sample(rng, config.batch_size))
+        hazy, target = (
+            torch.from_numpy(a).to(device) for a in train_sampler.sample(rng, config.batch_size)
+        )
         noise = torch.randn(target.shape, generator=generator).to(device)
         t = draw_times(generator, config.batch_size, config.time_grid).to(device)
         loss = objective.loss(model, hazy, target, noise, t)

@@ -45,7 +45,8 @@ class PairedImages:
 def list_tiffs(folder: Path) -> list[Path]:
     """TIFF files directly inside `folder`, sorted by name (hidden files skipped)."""
     return sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.suffix.lower() in TIFF_SUFFIXES and p.is_file() and not p.name.startswith(".")
     )
 
@@ -63,8 +64,9 @@ def load_pairs(folder: Path) -> PairedImages:
         target_files = {p.name: p for p in list_tiffs(folder / "target")}
         unmatched = sorted(set(input_files) ^ set(target_files))
         if unmatched:
-            raise HazeMatchingError(f"files without a partner in input/ or target/: {unmatched}",
-                                    folder)
+            raise HazeMatchingError(
+                f"files without a partner in input/ or target/: {unmatched}", folder
+            )
         for name in sorted(input_files):
             x, y = read_single(input_files[name]), read_single(target_files[name])
             if x.shape != y.shape:

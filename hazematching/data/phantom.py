@@ -24,9 +24,7 @@ def _object_count(rng: np.random.Generator, density: float, area_um2: float) -> 
     return int(rng.poisson(density * area_um2 / 100.0))
 
 
-def _filaments(
-    rng: np.random.Generator, volume: np.ndarray, count: int, z_per_px: float
-) -> None:
+def _filaments(rng: np.random.Generator, volume: np.ndarray, count: int, z_per_px: float) -> None:
     """Add smooth, mostly lateral curves (cytoskeleton-like) by accumulating points."""
     planes, size, _ = volume.shape
     step = 0.5
@@ -54,9 +52,7 @@ def _ellipsoid_radius(
     return np.sqrt(dz**2 + dy**2 + dx**2)
 
 
-def random_volume(
-    rng: np.random.Generator, config: SimulationConfig, size: int
-) -> np.ndarray:
+def random_volume(rng: np.random.Generator, config: SimulationConfig, size: int) -> np.ndarray:
     """A (planes, size, size) float64 fluorescence density with the configured structures."""
     planes = config.planes
     shape = (planes, size, size)

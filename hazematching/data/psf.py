@@ -59,9 +59,7 @@ def widefield_psf(
     emission_nm: float,
 ) -> np.ndarray:
     """Widefield PSF: the emission PSF alone (uniform excitation)."""
-    return defocus_psf(
-        size, pixel_um, defocus_um, numerical_aperture, immersion_index, emission_nm
-    )
+    return defocus_psf(size, pixel_um, defocus_um, numerical_aperture, immersion_index, emission_nm)
 
 
 def confocal_psf(

@@ -110,13 +110,17 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
         stack[INPUT_CHANNEL] = pair.widefield
         relative = Path(splits[index]) / f"pair_{index:05d}.tif"
         write_tiff(out_dir / relative, stack, "CYX", ["confocal", "widefield"])
-        records.append({"file": relative.as_posix(), "split": splits[index],
-                        "seed": [config.seed, index]})
+        records.append(
+            {"file": relative.as_posix(), "split": splits[index], "seed": [config.seed, index]}
+        )
     manifest = out_dir / "simulation.json"
-    write_json(manifest, {
-        "generator": f"hazematching {__version__}",
-        "channels": {"0": "confocal target", "1": "widefield input"},
-        "config": config.model_dump(mode="json"),
-        "pairs": records,
-    })
+    write_json(
+        manifest,
+        {
+            "generator": f"hazematching {__version__}",
+            "channels": {"0": "confocal target", "1": "widefield input"},
+            "config": config.model_dump(mode="json"),
+            "pairs": records,
+        },
+    )
     return manifest

@@ -32,11 +32,15 @@ def _read_raw(path: Path) -> tuple[np.ndarray, str]:
     except Exception as error:  # tifffile raises many types for truncated or foreign files
         raise HazeMatchingError(f"cannot read as TIFF ({error})", path) from error
     if data.dtype.kind not in "uif":
-        raise HazeMatchingError(f"unsupported pixel type {data.dtype} (need integer or float)", path)
+        raise HazeMatchingError(
+            f"unsupported pixel type {data.dtype} (need integer or float)", path
+        )
     if len(axes) != data.ndim:
         axes = "Q" * (data.ndim - 2) + "YX"
-    if "S" in axes:
-        raise HazeMatchingError(f"colour/RGB samples are not supported (axes {axes})", path)
+    if "S" in axes and "C" not in axes:  # colour samples are channels
+        axes = axes.replace("S", "C")
+        if not axes.endswith("YX"):  # interleaved RGB (Y, X, C): move C before Y, X
+            data, axes = np.moveaxis(data, axes.index("C"), -3), axes.replace("C", "")[:-2] + "CYX"
     if data.ndim < 2 or not axes.endswith("YX"):
         raise HazeMatchingError(f"expected the last two axes to be Y and X, got {axes}", path)
     return data, axes
@@ -117,5 +121,6 @@ def write_tiff(
         repeats = planes // len(channel_names)
         metadata["Labels"] = list(channel_names) * repeats
     with atomic_path(Path(path)) as tmp:
-        tifffile.imwrite(tmp, np.ascontiguousarray(data, dtype=np.float32), imagej=True,
-                         metadata=metadata)
+        tifffile.imwrite(
+            tmp, np.ascontiguousarray(data, dtype=np.float32), imagej=True, metadata=metadata
+        )
