@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/hazematching train $(DEMO)/data --out $(DEMO)/run --steps 60 --patch-size 64 \
 		--batch-size 8 --width 32 --channel-mult 1,2 --seed 0
 	$(BIN)/hazematching predict $(DEMO)/run/best.pt $(DEMO)/data/test/*.tif --out $(DEMO)/pred \
-		--samples 4 --steps 20 --seed 0
+		--samples 4 --steps 20 --seed 0 --channel 1
 
 lint: setup
 	$(BIN)/ruff check hazematching tests benchmarks

@@ -1,7 +1,33 @@
 """HazeMatching: dehaze widefield fluorescence images with guided conditional flow matching.
 
-The public API mirrors the command line: `simulate`, `train`, `predict`, each taking validated
-configuration objects.
+The public API mirrors the command line, one function per step, each taking validated
+configuration objects:
+
+    from hazematching import SimulationConfig, TrainConfig, SamplingConfig
+    from hazematching import simulate, train, predict
+
+    simulate("data", SimulationConfig(pairs=64, size=128))
+    result = train("data", "run", TrainConfig(steps=2000))
+    predict(result.best, ["hazy.tif"], "out", SamplingConfig(samples=16))
 """
 
 __version__ = "0.1.0"
+
+from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
+from .data.simulate import simulate
+from .errors import HazeMatchingError
+from .predict import load_trained_model, predict, predict_planes
+from .train import train
+
+__all__ = [
+    "HazeMatchingError",
+    "NetworkConfig",
+    "SamplingConfig",
+    "SimulationConfig",
+    "TrainConfig",
+    "load_trained_model",
+    "predict",
+    "predict_planes",
+    "simulate",
+    "train",
+]

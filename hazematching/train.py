@@ -106,7 +106,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train on the pairs in `data_dir`, writing best.pt, last.pt and history.json to `run_dir`.
+    """Train on the pairs in `data_dir`; writes config.json, best.pt, last.pt and history.json.
 
     With `resume`, training continues from run_dir/last.pt with its stored configuration (only
     `steps` and `device` are taken from `config`), optimizer and EMA state.
@@ -155,6 +155,7 @@ def _train(
     )
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", config.model_dump(mode="json"))
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     net = build_velocity_net(config.network, config.patch_size).to(device)

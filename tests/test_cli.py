@@ -78,6 +78,20 @@ def test_end_to_end_simulate_train_predict(tmp_path: Path) -> None:
         assert out.shape == (2, 64, 64) and np.isfinite(out).all()
 
     # the saved configuration can be reloaded; resuming continues the same run
+    done = run(
+        "train",
+        data,
+        "--out",
+        tmp_path / "again",
+        "--config",
+        runs / "config.json",
+        "--steps",
+        2,
+        "--no-progress",
+    )
+    assert done.returncode == 0, done.stderr
+    again = load_checkpoint(tmp_path / "again" / "last.pt").config
+    assert again == load_checkpoint(runs / "last.pt").config.model_copy(update={"steps": 2})
     done = run("train", data, "--out", runs, "--steps", 33, "--resume", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert load_checkpoint(runs / "last.pt").step == 33
