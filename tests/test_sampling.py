@@ -41,6 +41,16 @@ def test_trace_generalises_to_other_sizes_and_batches() -> None:
         torch.testing.assert_close(traced(t, x), net(t, x), rtol=1e-5, atol=1e-5)
 
 
+def test_velocity_net_is_torchcfm_unet_and_traces_without_device_constants() -> None:
+    torch.manual_seed(2)
+    net = build_velocity_net(NetworkConfig(), 64).eval()
+    x, t = torch.randn(2, 2, 64, 48), torch.tensor([0.05, 0.6])
+    with torch.no_grad():
+        assert torch.equal(net(t, x), net.unet(t, x))  # torchcfm's own forward
+    # a device frozen into the trace would break the package on another device
+    assert "device(" not in trace_velocity(net, 64).code
+
+
 def test_scripted_equals_eager_and_survives_save_load(traced, tmp_path: Path) -> None:
     eager = _sampler(traced, keep_samples=True)
     scripted = script_sampler(eager)
