@@ -5,15 +5,11 @@ guide) and one output channel (the velocity). torchcfm's U-Net cannot be scripte
 `isinstance` inside `TimestepEmbedSequential`), so it is traced; tracing keeps spatial size and
 batch size dynamic, which is all the sampler needs.
 
-`VelocityNet` runs the U-Net's blocks exactly as `UNetModel.forward` does, but keeps the
-sinusoidal time-embedding frequencies in a buffer: torchcfm creates them with `torch.arange` on
-the input's device, which a trace freezes to the tracing device, so a model traced on the CPU
-would fail on a GPU. A buffer moves with the module instead.
+The network itself, `VelocityNet`, lives in `sampling.py`, which exported packages ship.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -21,34 +17,25 @@ from torch import nn
 from torchcfm.models.unet.unet import UNetModel
 
 from .config import NetworkConfig
+from .sampling import VelocityNet
 
 IN_CHANNELS = 2  # x_t and the hazy guide, concatenated along channels
 OUT_CHANNELS = 1
 
 
-class VelocityNet(nn.Module):
-    """torchcfm's U-Net with a device-portable time embedding; called as net(t, x)."""
-
-    def __init__(self, unet: UNetModel) -> None:
-        super().__init__()
-        self.unet = unet
-        half = unet.model_channels // 2  # model_channels is a multiple of 32: no odd padding
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(0, half, dtype=torch.float32) / half)
-        self.register_buffer("freqs", freqs, persistent=False)
-
-    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Velocity for times t of shape (N,) and inputs x of shape (N, 2, H, W)."""
-        args = t[:, None].float() * self.freqs[None]
-        emb = self.unet.time_embed(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
-        skips = []
-        h = x
-        for module in self.unet.input_blocks:
-            h = module(h, emb)
-            skips.append(h)
-        h = self.unet.middle_block(h, emb)
-        for module in self.unet.output_blocks:
-            h = module(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.unet.out(h)
+def unet_kwargs(config: NetworkConfig, patch_size: int) -> dict[str, object]:
+    """Keyword arguments of torchcfm's `UNetModel` for this architecture (plain JSON data)."""
+    return {
+        "image_size": patch_size,
+        "in_channels": IN_CHANNELS,
+        "model_channels": config.model_channels,
+        "out_channels": OUT_CHANNELS,
+        "num_res_blocks": config.num_res_blocks,
+        "attention_resolutions": list(config.attention_downsample),
+        "dropout": config.dropout,
+        "channel_mult": list(config.channel_mult),
+        "num_heads": config.num_heads,
+    }
 
 
 def build_velocity_net(config: NetworkConfig, patch_size: int) -> VelocityNet:
@@ -57,21 +44,7 @@ def build_velocity_net(config: NetworkConfig, patch_size: int) -> VelocityNet:
     Weight initialisation draws from torch's global generator, so callers seed it first (the
     training loop does, from the run's seed).
     """
-    return VelocityNet(_unet(config, patch_size))
-
-
-def _unet(config: NetworkConfig, patch_size: int) -> UNetModel:
-    return UNetModel(
-        image_size=patch_size,
-        in_channels=IN_CHANNELS,
-        model_channels=config.model_channels,
-        out_channels=OUT_CHANNELS,
-        num_res_blocks=config.num_res_blocks,
-        attention_resolutions=tuple(config.attention_downsample),
-        dropout=config.dropout,
-        channel_mult=tuple(config.channel_mult),
-        num_heads=config.num_heads,
-    )
+    return VelocityNet(UNetModel(**unet_kwargs(config, patch_size)))
 
 
 def count_parameters(net: nn.Module) -> int:

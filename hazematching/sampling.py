@@ -1,4 +1,4 @@
-"""Posterior sampling (Algorithm 2 of the paper) as one TorchScript-compatible module.
+"""Posterior sampling (Algorithm 2 of the paper) as TorchScript-compatible modules.
 
 `EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from Gaussian noise at t = 0 to an image
 at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean (the MMSE
@@ -8,19 +8,101 @@ the exported BioImage.IO package contains, so both give the same numbers.
 
 Inputs and outputs are in normalised units (z-scores of the training statistics); mapping from
 and to intensities happens outside, as BioImage.IO pre- and postprocessing does.
+
+This file is self-contained (it imports only torch and torchcfm): exported packages ship it as
+the architecture of their `pytorch_state_dict` weights, so it must run without HazeMatching
+installed.
+
+Noise. The starting noise must be the same on every device and torch version (CPU, CUDA,
+libtorch 2.0 inside Java tools) and must not touch any global random generator, because model
+runners such as `bioimageio.core` and deepImageJ seed (or do not seed) the global generator in
+ways we cannot control. So every noise value is a pure function of (seed, sample index, global
+pixel row, global pixel column): a 32-bit integer hash turned into a normal variate by
+Box-Muller. All integer arithmetic stays in int64 without ever overflowing (32-bit products are
+split into 16-bit halves), so the integers are bit-identical everywhere; only the final float
+transform can differ by rounding between devices. TorchScript cannot read module constants,
+which is why the mask 0xFFFFFFFF appears as a literal.
 """
 
+import math
 import warnings
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from .noise import gaussian_field
+from torchcfm.models.unet.unet import UNetModel
 
 MMSE_CHANNEL = 0
 STD_CHANNEL = 1
+
+
+def _mul32(a: Tensor, c: int) -> Tensor:
+    """(a * c) mod 2**32 for int64 tensors holding values in [0, 2**32), without overflow."""
+    low = a & 0xFFFF
+    high = a >> 16
+    return (low * c + (((high * c) & 0xFFFF) << 16)) & 0xFFFFFFFF
+
+
+def mix32(x: Tensor) -> Tensor:
+    """A 32-bit avalanche hash (two multiply-xorshift rounds) of each element."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def combine(h: Tensor, key: Tensor) -> Tensor:
+    """Fold one more 32-bit key into a running hash."""
+    return mix32(((h ^ key) + 0x9E3779B9) & 0xFFFFFFFF)
+
+
+def gaussian_field(
+    seed: int, sample: int, row0: int, col0: int, height: int, width: int, device: torch.device
+) -> Tensor:
+    """Standard normal values for pixels [row0, row0+height) x [col0, col0+width) of one sample.
+
+    Returns a float32 tensor of shape (height, width). The value at a pixel depends only on the
+    seed, the sample index and the pixel's global coordinates, so any crop of a larger field
+    equals the same crop computed directly.
+    """
+    base = torch.full((1, 1), seed & 0xFFFFFFFF, dtype=torch.int64, device=device)
+    base = combine(base, torch.full((1, 1), sample & 0xFFFFFFFF, dtype=torch.int64, device=device))
+    rows = torch.arange(row0, row0 + height, dtype=torch.int64, device=device).view(-1, 1)
+    cols = torch.arange(col0, col0 + width, dtype=torch.int64, device=device).view(1, -1)
+    pixel = combine(combine(base, rows), cols)
+    h1 = combine(pixel, torch.zeros_like(pixel))
+    h2 = combine(pixel, torch.ones_like(pixel))
+    # 24-bit uniforms are exact in float32; u1 lies in (0, 1) so the logarithm is finite.
+    u1 = ((h1 >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+    u2 = (h2 >> 8).to(torch.float32) * (1.0 / 16777216.0)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+
+
+class VelocityNet(nn.Module):
+    """torchcfm's U-Net with a device-portable time embedding; called as net(t, x)."""
+
+    def __init__(self, unet: UNetModel) -> None:
+        super().__init__()
+        self.unet = unet
+        half = unet.model_channels // 2  # model_channels is a multiple of 32: no odd padding
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(0, half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Velocity for times t of shape (N,) and inputs x of shape (N, 2, H, W)."""
+        args = t[:, None].float() * self.freqs[None]
+        emb = self.unet.time_embed(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+        skips = []
+        h = x
+        for module in self.unet.input_blocks:
+            h = module(h, emb)
+            skips.append(h)
+        h = self.unet.middle_block(h, emb)
+        for module in self.unet.output_blocks:
+            h = module(torch.cat([h, skips.pop()], dim=1), emb)
+        return self.unet.out(h)
 
 
 class EulerSampler(nn.Module):
@@ -152,6 +234,17 @@ class EulerSampler(nn.Module):
             if self.keep_samples:
                 kept.extend(x.split(guide.shape[0]))
         return self.summarize(mean, m2, kept, height, width)
+
+
+class PackagedSampler(EulerSampler):
+    """`EulerSampler` around an eager velocity network built from plain keyword arguments.
+
+    The architecture of the `pytorch_state_dict` weights of exported packages: `unet` holds the
+    keyword arguments of torchcfm's `UNetModel`, the rest those of `EulerSampler`.
+    """
+
+    def __init__(self, unet: dict, **sampler_kwargs: object) -> None:
+        super().__init__(VelocityNet(UNetModel(**unet)), **sampler_kwargs)
 
 
 def script_sampler(sampler: EulerSampler) -> torch.jit.ScriptModule:
