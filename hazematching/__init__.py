@@ -16,15 +16,20 @@ __version__ = "0.1.0"
 from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
 from .data.simulate import simulate
 from .errors import HazeMatchingError
+from .export.package import export_package
+from .export.recipe import ExportRecipe, load_recipe
 from .predict import load_trained_model, predict, predict_planes
 from .train import train
 
 __all__ = [
+    "ExportRecipe",
     "HazeMatchingError",
     "NetworkConfig",
     "SamplingConfig",
     "SimulationConfig",
     "TrainConfig",
+    "export_package",
+    "load_recipe",
     "load_trained_model",
     "predict",
     "predict_planes",

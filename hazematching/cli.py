@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +18,10 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
-from .errors import HazeMatchingError
+from .errors import HazeMatchingError, describe_validation_error
+
+# TorchScript is what BioImage.IO consumers load; torch's deprecation notice is no news to users.
+warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
 
 app = typer.Typer(
     help="Dehaze widefield fluorescence images with guided conditional flow matching.",
@@ -45,11 +49,7 @@ def _reports_errors(command: F) -> F:
         except HazeMatchingError as error:
             _fail(str(error))
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
-                for e in error.errors()
-            )
-            _fail(f"invalid option ({problems})")
+            _fail(f"invalid option ({describe_validation_error(error)})")
         except KeyboardInterrupt:
             _fail("interrupted")
 
@@ -195,7 +195,9 @@ def train(
 @app.command()
 @_reports_errors
 def predict(
-    model: Path = typer.Argument(..., help="checkpoint (.pt) or run folder"),
+    model: Path = typer.Argument(
+        ..., help="checkpoint (.pt), run folder, or exported model package (.zip or folder)"
+    ),
     inputs: list[Path] = typer.Argument(..., help="hazy TIFFs (2D or stacks of 2D planes)"),
     out: Path = typer.Option(..., "--out", help="folder for the output TIFFs"),
     samples: int = typer.Option(
@@ -206,7 +208,7 @@ def predict(
     batch_size: int = typer.Option(
         None, help=f"samples per network pass {_default(SamplingConfig, 'batch_size')}"
     ),
-    keep_samples: bool = typer.Option(False, help="also write every sample as a channel"),
+    keep_samples: bool = typer.Option(None, help="also write every sample as a channel"),
     channel: int = typer.Option(
         None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
     ),
@@ -216,18 +218,56 @@ def predict(
     """Dehaze images: write the MMSE and per-pixel std (and optionally samples) as TIFFs."""
     from .predict import predict as run
 
-    sampling = _build(
-        SamplingConfig,
-        {},
+    options = {
+        "samples": samples,
+        "steps": steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "keep_samples": keep_samples,
+    }
+    given = any(value is not None for value in options.values())
+    sampling = _build(SamplingConfig, {}, **options) if given else None
+    written = run(
+        model, inputs, out, sampling, channel=channel, device=device or "auto", progress=progress
+    )
+    typer.echo(f"wrote {len(written)} file(s) to {out}")
+
+
+@app.command()
+@_reports_errors
+def export(
+    checkpoint: Path = typer.Argument(..., help="checkpoint (.pt) or run folder"),
+    out: Path = typer.Option(..., "--out", help="package to write (.zip)"),
+    recipe: Path = typer.Option(None, help="export recipe (TOML), e.g. packaging/NAME.toml"),
+    samples: int = typer.Option(None, help="posterior samples baked into the package [default: 8]"),
+    steps: int = typer.Option(None, help="Euler steps baked into the package [default: 20]"),
+    seed: int = typer.Option(None, help="noise seed baked into the package [default: 0]"),
+    with_samples: bool = typer.Option(None, help="output every sample as a channel too"),
+    test_image: Path = typer.Option(
+        None, help="hazy TIFF for test tensors and cover [default: first validation image]"
+    ),
+    test_size: int = typer.Option(None, help="side of the test tensor [default: patch size]"),
+) -> None:
+    """Export a checkpoint as a BioImage.IO model package and test it with bioimageio.core."""
+    from .export.package import export_package
+    from .export.recipe import ExportRecipe, default_recipe, load_recipe
+
+    base = load_recipe(recipe) if recipe is not None else default_recipe()
+    settings = _build(
+        ExportRecipe,
+        base.model_dump(),
         samples=samples,
         steps=steps,
         seed=seed,
-        batch_size=batch_size,
-        keep_samples=keep_samples,
-        device=device,
+        with_samples=with_samples,
+        test_image=test_image,
+        test_size=test_size,
     )
-    written = run(model, inputs, out, sampling, channel=channel, progress=progress)
-    typer.echo(f"wrote {len(written)} file(s) to {out}")
+    result = export_package(checkpoint, out, settings)
+    typer.echo(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.0f} s; "
+        f"bioimageio.core test_model: {result.status}"
+    )
 
 
 def main() -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-class _Config(BaseModel):
-    """Strict base: unknown fields are errors, values are immutable once validated."""
+class StrictModel(BaseModel):
+    """Strict base of every configuration: unknown fields are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SimulationConfig(_Config):
+class SimulationConfig(StrictModel):
     """Physics and bookkeeping of the paired widefield/confocal simulator.
 
     Distances are in micrometres, wavelengths in nanometres, photon levels are the expected photon
@@ -60,7 +60,7 @@ class SimulationConfig(_Config):
         return max(1, round(self.thickness_um / self.z_step_um))
 
 
-class NetworkConfig(_Config):
+class NetworkConfig(StrictModel):
     """Architecture of the velocity network (torchcfm's `UNetModel`).
 
     The defaults are the paper's network: 32 channels, multipliers 1,1,2,3,4, one residual block
@@ -90,7 +90,7 @@ class NetworkConfig(_Config):
         return 2 ** (len(self.channel_mult) - 1)
 
 
-class TrainConfig(_Config):
+class TrainConfig(StrictModel):
     """Everything that determines a training run."""
 
     steps: int = Field(1000, ge=1, description="total optimizer steps")
@@ -121,7 +121,7 @@ class TrainConfig(_Config):
         return self
 
 
-class SamplingConfig(_Config):
+class SamplingConfig(StrictModel):
     """How posterior samples are drawn at prediction time."""
 
     samples: int = Field(16, ge=1, le=1024, description="posterior samples per image (K)")
@@ -129,4 +129,3 @@ class SamplingConfig(_Config):
     seed: int = Field(0, ge=0, lt=2**31)
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")
     keep_samples: bool = Field(False, description="also write every sample, not only mean/std")
-    device: str = "auto"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class HazeMatchingError(Exception):
     """A user-facing problem (bad file, bad option, bad checkpoint).
@@ -16,3 +18,10 @@ class HazeMatchingError(Exception):
         text = " ".join(str(message).split())
         super().__init__(f"{path}: {text}" if path is not None else text)
         self.path = Path(path) if path is not None else None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """All problems of a pydantic validation error on one line: `field: message; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+    )

@@ -21,6 +21,8 @@ from .config import SamplingConfig, TrainConfig
 from .data.normalization import Normalization
 from .data.tiff import read_single, write_tiff
 from .errors import HazeMatchingError
+from .export.runner import channel_names as package_channel_names
+from .export.runner import is_package, load_package, run_package
 from .fileio import write_json
 from .model import build_velocity_net, trace_velocity
 from .runtime import resolve_device
@@ -123,21 +125,33 @@ def output_channel_names(sampling: SamplingConfig) -> list[str]:
     return names
 
 
+def _write_result(path: Path, stack: np.ndarray, names: list[str]) -> None:
+    """(planes, C, Y, X) -> a CYX TIFF for one plane, a ZCYX TIFF for a stack."""
+    if stack.shape[0] == 1:
+        write_tiff(path, stack[0], "CYX", names)
+    else:
+        write_tiff(path, stack, "ZCYX", names)
+
+
 def predict(
     model_path: Path,
     inputs: list[Path],
     out_dir: Path,
-    sampling: SamplingConfig,
+    sampling: SamplingConfig | None = None,
     *,
     channel: int | None = None,
+    device: str = "auto",
     progress: bool = True,
 ) -> list[Path]:
     """Dehaze each input TIFF and write `<out_dir>/<name>.tif` with channels mmse, std [, samples].
 
+    `model_path` is a checkpoint (or run folder), sampled with `sampling` (default
+    `SamplingConfig()`), or an exported model package (.zip or unpacked folder), which runs
+    through bioimageio.core with the sampling settings baked into it (`sampling` must be None).
     2D inputs give (C, Y, X) outputs, stacks give (Z, C, Y, X). `channel` selects one channel of
     multi-channel inputs (e.g. 1 for the widefield channel of a paired file). All inputs are
     read and checked before anything is computed or written; `predict.json` records the model
-    and the sampling settings.
+    and the settings.
     """
     if not inputs:
         raise HazeMatchingError("no input images given")
@@ -146,37 +160,56 @@ def predict(
     if len(set(names)) != len(names):
         raise HazeMatchingError("two inputs share a file name; outputs would overwrite each other")
     images = [read_single(Path(p), channel) for p in inputs]
-    model = load_trained_model(model_path)
-    device = resolve_device(sampling.device)
-    sampler = build_sampler(model, sampling, device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    per_plane = steps_per_image(sampling.samples, sampling.batch_size, sampling.steps)
-    total = per_plane * sum(len(image) for image in images)
+    planes = sum(len(image) for image in images)
     written = []
-    with tqdm(total=total, desc="predict", unit="step", disable=not progress) as bar:
-        for path, name, image in zip(inputs, names, images, strict=True):
-            bar.set_postfix(image=Path(path).name)
-            result = predict_planes(model, sampler, image, bar)
-            channels = [result.mmse[:, None], result.std[:, None]]
-            if result.samples is not None:
-                channels.append(result.samples)
-            stack = np.concatenate(channels, axis=1)
-            target = out_dir / f"{name}.tif"
-            if image.shape[0] == 1:
-                write_tiff(target, stack[0], "CYX", output_channel_names(sampling))
-            else:
-                write_tiff(target, stack, "ZCYX", output_channel_names(sampling))
-            written.append(target)
+    if is_package(model_path):
+        if sampling is not None:
+            raise HazeMatchingError(
+                "sampling settings are baked into a package; re-export it to change them",
+                model_path,
+            )
+        descr = load_package(model_path)
+        channel_names = package_channel_names(descr)
+        torch_device = str(resolve_device(device))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tqdm(total=planes, desc="predict", unit="plane", disable=not progress) as bar:
+            for name, image in zip(names, images, strict=True):
+                stack = run_package(descr, image, torch_device, lambda: bar.update(1))
+                _write_result(out_dir / f"{name}.tif", stack, channel_names)
+                written.append(out_dir / f"{name}.tif")
+        settings: dict[str, object] = {"package": True}
+    else:
+        sampling = sampling or SamplingConfig()
+        model = load_trained_model(model_path)
+        sampler = build_sampler(model, sampling, resolve_device(device))
+        channel_names = output_channel_names(sampling)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        per_plane = steps_per_image(sampling.samples, sampling.batch_size, sampling.steps)
+        with tqdm(
+            total=per_plane * planes, desc="predict", unit="step", disable=not progress
+        ) as bar:
+            for path, name, image in zip(inputs, names, images, strict=True):
+                bar.set_postfix(image=Path(path).name)
+                result = predict_planes(model, sampler, image, bar)
+                channels = [result.mmse[:, None], result.std[:, None]]
+                if result.samples is not None:
+                    channels.append(result.samples)
+                _write_result(
+                    out_dir / f"{name}.tif", np.concatenate(channels, axis=1), channel_names
+                )
+                written.append(out_dir / f"{name}.tif")
+        settings = sampling.model_dump(mode="json")
     write_json(
         out_dir / "predict.json",
         {
             "hazematching_version": __version__,
-            "model": str(model.source),
-            "sampling": sampling.model_dump(mode="json"),
+            "model": str(model_path),
+            "sampling": settings,
+            "device": device,
             "channel": channel,
             "inputs": [str(p) for p in inputs],
             "outputs": [p.name for p in written],
-            "output_channels": output_channel_names(sampling),
+            "output_channels": channel_names,
         },
     )
     return written

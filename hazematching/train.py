@@ -93,6 +93,7 @@ def _data_record(data_dir: Path, train: PairedImages, val: PairedImages) -> dict
         "data_dir": str(data_dir),
         "train_files": sorted({p.name for p in train.sources}),
         "val_files": sorted({p.name for p in val.sources}),
+        "val_paths": sorted({str(p.resolve()) for p in val.sources}),
         "train_planes": len(train),
         "val_planes": len(val),
     }

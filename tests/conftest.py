@@ -10,7 +10,7 @@ from hazematching.config import NetworkConfig, SimulationConfig, TrainConfig
 from hazematching.data.simulate import simulate
 from hazematching.train import TrainResult, train
 
-TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2), attention_downsample=(2,))
+TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), attention_downsample=())
 
 
 def tiny_train_config(**overrides: object) -> TrainConfig:

@@ -15,7 +15,7 @@ from hazematching.errors import HazeMatchingError
 from hazematching.predict import build_sampler, load_trained_model, predict
 from hazematching.train import TrainResult
 
-SAMPLING = SamplingConfig(samples=3, steps=4, seed=2, batch_size=2, device="cpu")
+SAMPLING = SamplingConfig(samples=3, steps=4, seed=2, batch_size=2)
 
 
 @pytest.fixture(scope="module")

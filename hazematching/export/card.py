@@ -1,0 +1,102 @@
+"""The model card (README.md) of a package: what it does, how it was made, how far to trust it."""
+
+from __future__ import annotations
+
+from ..checkpoint import Checkpoint
+from ..config import SamplingConfig
+from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
+
+
+def _training_data(checkpoint: Checkpoint) -> str:
+    data = checkpoint.data
+    return (
+        f"{data.get('train_planes', '?')} training and {data.get('val_planes', '?')} validation "
+        f"image planes from `{data.get('data_dir', '?')}` (channel 0 confocal target, channel 1 "
+        "widefield input)."
+    )
+
+
+def model_card(
+    recipe: ExportRecipe,
+    checkpoint: Checkpoint,
+    sampling: SamplingConfig,
+    channel_names: list[str],
+    parameters: int,
+    std_scale: float,
+    std_offset: float,
+) -> str:
+    """Markdown text of the package README, with the `## Validation` section the zoo asks for."""
+    config, norm = checkpoint.config, checkpoint.normalization
+    history = checkpoint.history
+    last_val = f"{history[-1]['val_loss']:.4f} at step {history[-1]['step']}" if history else "n/a"
+    best_val = f"{checkpoint.best_val_loss:.4f}" if checkpoint.best_val_loss is not None else "n/a"
+    calibrated = (std_scale, std_offset) != (1.0, 0.0)
+    metrics = recipe.card.metrics or (
+        "No held-out image metrics were recorded for this package. Measure them on your own "
+        "paired data before relying on the output."
+    )
+    lines = [
+        f"# {recipe.name}",
+        "",
+        recipe.description,
+        "",
+        "## What it does",
+        "",
+        "Input: one single-channel widefield image (axes batch, channel, y, x; any size, padded "
+        f"internally to a multiple of {config.network.size_multiple}). Output: one tensor whose "
+        f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "
+        "the confocal training targets.",
+        "",
+        f"The network defines a guided conditional flow from Gaussian noise to a confocal-like "
+        f"image. The package integrates it with {sampling.steps} Euler steps for "
+        f"{sampling.samples} samples (seed {sampling.seed}); `mmse` is their mean and `std` their "
+        "standard deviation"
+        + (
+            f", calibrated as {std_scale:.4g} x std + {std_offset:.4g}"
+            if calibrated
+            else " (not calibrated)"
+        )
+        + ". The noise is computed inside the model from an integer hash of (seed, sample, "
+        "pixel), so the output is the same every time and on every device.",
+        "",
+        f"Intended use: {recipe.card.intended_use}",
+        "",
+        "## Training",
+        "",
+        f"Data: {recipe.card.training_data or _training_data(checkpoint)}",
+        "",
+        "| setting | value |",
+        "| --- | --- |",
+        f"| steps | {checkpoint.step} |",
+        f"| patch size | {config.patch_size} |",
+        f"| batch size | {config.batch_size} |",
+        f"| learning rate | {config.learning_rate} |",
+        f"| time grid T | {config.time_grid} |",
+        f"| EMA decay | {config.ema_decay} |",
+        f"| network | torchcfm UNetModel, {config.network.model_channels} channels, multipliers "
+        f"{','.join(map(str, config.network.channel_mult))}, attention at 1/"
+        f"{','.join(map(str, config.network.attention_downsample)) or '-'}, "
+        f"{parameters:,} parameters |",
+        f"| seed | {config.seed} |",
+        f"| input normalisation | mean {norm.input_mean:.6g}, std {norm.input_std:.6g} |",
+        f"| target normalisation | mean {norm.target_mean:.6g}, std {norm.target_std:.6g} |",
+        "",
+        "## Validation",
+        "",
+        f"Validation loss (flow-matching MSE on held-out patches): best {best_val}, last "
+        f"{last_val}. The package's test tensors were produced by `bioimageio.core` from the "
+        "packaged weights and `bioimageio.core.test_model` passed on both weight formats at "
+        "export.",
+        "",
+        metrics,
+        "",
+        "## Limitations",
+        "",
+        recipe.card.limitations,
+        "",
+        "## Citation",
+        "",
+        f"{PAPER_CITATION} {PAPER_URL}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""The BioImage.IO model description (spec 0.5), built from `bioimageio.spec` classes.
+
+One input (batch, channel, y, x), one output whose channels are mmse, std [, samples]: the
+shape QuPath, ilastik and deepImageJ accept. Normalisation is BioImage.IO pre/postprocessing
+(`fixed_zero_mean_unit_variance` and `scale_linear`, both supported by JDLL), so the network
+itself works in z-scores exactly as during training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bioimageio.spec.model import v0_5
+
+from .. import __version__
+from ..checkpoint import Checkpoint
+from ..config import SamplingConfig
+from ..data.normalization import EPS
+from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
+
+INPUT_ID = v0_5.TensorId("hazy")
+OUTPUT_ID = v0_5.TensorId("dehazed")
+RELATIVE_TOLERANCE = 1e-3
+ABSOLUTE_TOLERANCE_FRACTION = 1e-3  # of the test output's value range
+
+
+@dataclass(frozen=True)
+class PackageFiles:
+    """Files written into the package folder before the description is built."""
+
+    folder: Path
+    test_input: Path
+    sample_input: Path
+    torchscript: Path
+    state_dict: Path
+    architecture: Path
+    environment: Path
+    cover: Path
+    documentation: Path
+
+
+def _space_axes_in(multiple: int) -> list[v0_5.SpaceInputAxis]:
+    size = v0_5.ParameterizedSize(min=multiple, step=multiple)
+    return [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=size) for a in ("y", "x")]
+
+
+def _space_axes_out() -> list[v0_5.SpaceOutputAxis]:
+    return [
+        v0_5.SpaceOutputAxis(
+            id=v0_5.AxisId(a), size=v0_5.SizeReference(tensor_id=INPUT_ID, axis_id=v0_5.AxisId(a))
+        )
+        for a in ("y", "x")
+    ]
+
+
+def build_description(
+    *,
+    recipe: ExportRecipe,
+    checkpoint: Checkpoint,
+    sampling: SamplingConfig,
+    channel_names: list[str],
+    files: PackageFiles,
+    test_output: Path,
+    sample_output: Path,
+    architecture_kwargs: dict[str, Any],
+    output_range: float,
+) -> v0_5.ModelDescr:
+    """The complete model description; file descriptors hash the files as they are now."""
+    norm = checkpoint.normalization
+    torch_version = v0_5.Version(str(torch.__version__).split("+")[0])
+    gain = [norm.target_std + EPS] * len(channel_names)
+    offset = [0.0 if name == "std" else norm.target_mean for name in channel_names]
+    multiple = checkpoint.config.network.size_multiple
+
+    hazy = v0_5.InputTensorDescr(
+        id=INPUT_ID,
+        description="widefield (hazy) image",
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier("widefield")]),
+            *_space_axes_in(multiple),
+        ],
+        test_tensor=v0_5.FileDescr(source=files.test_input),
+        sample_tensor=v0_5.FileDescr(source=files.sample_input),
+        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=[
+            v0_5.FixedZeroMeanUnitVarianceDescr(
+                kwargs=v0_5.FixedZeroMeanUnitVarianceKwargs(
+                    mean=norm.input_mean, std=norm.input_std
+                )
+            )
+        ],
+    )
+    dehazed = v0_5.OutputTensorDescr(
+        id=OUTPUT_ID,
+        description="channels: "
+        + ", ".join(channel_names)
+        + " (posterior mean, standard deviation, samples) in target intensities",
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channel_names]),
+            *_space_axes_out(),
+        ],
+        test_tensor=v0_5.FileDescr(source=test_output),
+        sample_tensor=v0_5.FileDescr(source=sample_output),
+        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+        postprocessing=[
+            v0_5.ScaleLinearDescr(
+                kwargs=v0_5.ScaleLinearAlongAxisKwargs(
+                    axis=v0_5.AxisId("channel"), gain=gain, offset=offset
+                )
+            )
+        ],
+    )
+    weights = v0_5.WeightsDescr(
+        pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+            source=files.state_dict,
+            architecture=v0_5.ArchitectureFromFileDescr(
+                source=files.architecture,
+                callable=v0_5.Identifier("PackagedSampler"),
+                kwargs=architecture_kwargs,
+            ),
+            pytorch_version=torch_version,
+            dependencies=v0_5.FileDescr(source=files.environment),
+        ),
+        torchscript=v0_5.TorchscriptWeightsDescr(
+            source=files.torchscript,
+            pytorch_version=torch_version,
+            parent="pytorch_state_dict",
+            comment="scripted Euler sampler (hash noise, K samples, T steps) around the traced "
+            "velocity network",
+        ),
+    )
+    tolerance = v0_5.ReproducibilityTolerance(
+        relative_tolerance=RELATIVE_TOLERANCE,
+        absolute_tolerance=ABSOLUTE_TOLERANCE_FRACTION * max(output_range, 1e-12),
+        mismatched_elements_per_million=100,
+        output_ids=[OUTPUT_ID],
+    )
+    return v0_5.ModelDescr(
+        name=recipe.name,
+        description=recipe.description,
+        authors=[v0_5.Author(**a.model_dump(exclude_none=True)) for a in recipe.authors],
+        cite=[v0_5.CiteEntry(text=PAPER_CITATION, url=v0_5.HttpUrl(PAPER_URL))],
+        license=v0_5.LicenseId(recipe.license),
+        tags=list(recipe.tags),
+        version=v0_5.Version(recipe.version),
+        documentation=v0_5.FileDescr(source=files.documentation),
+        covers=[v0_5.FileDescr(source=files.cover)],
+        inputs=[hazy],
+        outputs=[dehazed],
+        weights=weights,
+        config=v0_5.Config(
+            bioimageio=v0_5.BioimageioConfig(reproducibility_tolerance=[tolerance]),
+            hazematching={
+                "version": __version__,
+                "training": checkpoint.config.model_dump(mode="json"),
+                "normalization": norm.model_dump(mode="json"),
+                "sampling": sampling.model_dump(mode="json"),
+                "calibration": {"std_scale": 1.0, "std_offset": 0.0},
+                "step": checkpoint.step,
+            },
+        ),
+    )
+
+
+def reference_output(descr: v0_5.ModelDescr) -> np.ndarray:
+    """The output for the test input exactly as `bioimageio.core.test_model` computes it.
+
+    Preprocessing, forward and postprocessing without halo padding or output cropping, with the
+    package's TorchScript weights on the CPU.
+    """
+    from bioimageio.core import create_prediction_pipeline
+    from bioimageio.core.digest_spec import get_test_input_sample
+
+    with create_prediction_pipeline(descr, weight_format="torchscript", devices=["cpu"]) as pipe:
+        sample = get_test_input_sample(descr)
+        result = pipe.predict_sample_without_blocking(
+            sample, skip_input_padding=True, skip_output_cropping=True
+        )
+    return np.asarray(result.members[OUTPUT_ID].data, dtype=np.float32)

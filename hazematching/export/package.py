@@ -1,0 +1,217 @@
+"""`hazematching export`: a checkpoint becomes a tested BioImage.IO model package (.zip).
+
+The package holds two weight formats of the same sampler: TorchScript (the scripted Euler loop
+around the traced network, what Java tools and bioimageio.core run) and a state dict with
+`sampling.py` as architecture. Test outputs are computed by bioimageio.core itself, exactly as
+`test_model` computes them, and the package is only kept if `test_model` says `passed`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from bioimageio.spec.model import v0_5
+
+from .. import sampling as sampling_module
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..config import SamplingConfig
+from ..data.tiff import INPUT_CHANNEL, read_planes
+from ..errors import HazeMatchingError
+from ..fileio import atomic_path
+from ..model import count_parameters, unet_kwargs
+from ..predict import build_sampler, load_trained_model, output_channel_names
+from .card import model_card
+from .cover import write_cover
+from .description import PackageFiles, build_description, reference_output
+from .recipe import ExportRecipe, default_recipe
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The written package, its test status, the export time and the zip size."""
+
+    path: Path
+    status: str
+    seconds: float
+    size_bytes: int
+
+
+def _test_image(recipe: ExportRecipe, checkpoint: Checkpoint) -> tuple[np.ndarray, Path]:
+    """The recipe's hazy test image, or the first validation image recorded in the checkpoint."""
+    candidates = (
+        [recipe.test_image]
+        if recipe.test_image is not None
+        else [Path(p) for p in checkpoint.data.get("val_paths", [])]
+    )
+    for path in candidates:
+        if recipe.test_image is None and not path.is_file():
+            continue
+        planes = read_planes(path, channels=None)
+        channel = INPUT_CHANNEL if planes.shape[1] == 2 else 0
+        if planes.shape[1] > 2:
+            raise HazeMatchingError(f"test image has {planes.shape[1]} channels", path)
+        return planes[0, channel], path
+    raise HazeMatchingError(
+        "no test image: pass --test-image (the validation images of the checkpoint are gone)"
+    )
+
+
+def _centre_crop(image: np.ndarray, size: int, multiple: int, source: Path) -> np.ndarray:
+    """A square centre crop of side min(size, image), rounded down to `multiple`."""
+    side = min(size, *image.shape) // multiple * multiple
+    if side < multiple:
+        raise HazeMatchingError(
+            f"test image {image.shape[0]}x{image.shape[1]} is smaller than {multiple} pixels",
+            source,
+        )
+    y0, x0 = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    return np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
+
+
+def _write_tensor(folder: Path, stem: str, data: np.ndarray) -> tuple[Path, Path]:
+    """The tensor as .npy (test tensor) and as ImageJ TIFF (sample tensor, same values)."""
+    npy, tif = folder / f"{stem}.npy", folder / f"{stem}.tif"
+    np.save(npy, data.astype(np.float32))
+    tifffile.imwrite(tif, data[0].astype(np.float32), imagej=True, metadata={"axes": "CYX"})
+    return npy, tif
+
+
+def export_package(
+    checkpoint_path: Path, out_path: Path, recipe: ExportRecipe | None = None
+) -> ExportResult:
+    """Export a checkpoint to `out_path` (.zip), test it with bioimageio.core, keep it if passed.
+
+    Nothing is left at `out_path` unless the package passed: it is built in a temporary file and
+    renamed at the end.
+    """
+    from bioimageio.core import test_model
+    from bioimageio.spec import save_bioimageio_package
+
+    start = time.perf_counter()
+    recipe = recipe or default_recipe()
+    out_path = Path(out_path)
+    if out_path.suffix != ".zip":
+        raise HazeMatchingError("the package name must end with .zip", out_path)
+    if not out_path.parent.is_dir():
+        raise HazeMatchingError("output folder does not exist", out_path.parent)
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = load_trained_model(checkpoint_path)
+    sampling = SamplingConfig(
+        samples=recipe.samples,
+        steps=recipe.steps,
+        seed=recipe.seed,
+        batch_size=recipe.batch_size,
+        keep_samples=recipe.with_samples,
+    )
+    multiple = checkpoint.config.network.size_multiple
+    image, source = _test_image(recipe, checkpoint)
+    hazy = _centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
+    channel_names = output_channel_names(sampling)
+    sampler_kwargs = {
+        "steps": sampling.steps,
+        "samples": sampling.samples,
+        "seed": sampling.seed,
+        "batch_size": sampling.batch_size,
+        "size_multiple": multiple,
+        "keep_samples": sampling.keep_samples,
+    }
+
+    with tempfile.TemporaryDirectory(prefix="hazematching-export-") as tmp:
+        folder = Path(tmp)
+        scripted = build_sampler(model, sampling, torch.device("cpu"))
+        scripted.save(str(folder / "sampler_torchscript.pt"))
+        state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}
+        torch.save(state, folder / "sampler_state_dict.pt")
+        shutil.copyfile(sampling_module.__file__, folder / "hazematching_sampler.py")
+        (folder / "environment.yaml").write_text(
+            "name: hazematching\nchannels: [conda-forge]\ndependencies:\n  - python>=3.10\n"
+            f"  - pytorch>={torch.__version__.split('+')[0]}\n  - pip\n  - pip:\n"
+            "      - torchcfm\n"
+        )
+        test_input = hazy[None, None].astype(np.float32)
+        input_npy, input_tif = _write_tensor(folder, "test_input", test_input)
+        with torch.no_grad():
+            normalised = torch.from_numpy(model.normalization.normalize_input(hazy))[None, None]
+            library = scripted(normalised)[0].numpy()
+        denorm = model.normalization.denormalize_target
+        library_output = np.stack(
+            [denorm(library[c], is_std=channel_names[c] == "std") for c in range(len(library))]
+        )[None]
+        files = PackageFiles(
+            folder=folder,
+            test_input=input_npy,
+            sample_input=input_tif,
+            torchscript=folder / "sampler_torchscript.pt",
+            state_dict=folder / "sampler_state_dict.pt",
+            architecture=folder / "hazematching_sampler.py",
+            environment=folder / "environment.yaml",
+            cover=folder / "cover.png",
+            documentation=folder / "README.md",
+        )
+        write_cover(files.cover, hazy, library_output[0, 0], library_output[0, 1])
+        files.documentation.write_text(
+            model_card(
+                recipe,
+                checkpoint,
+                sampling,
+                channel_names,
+                count_parameters(model.velocity),
+                1.0,
+                0.0,
+            )
+        )
+        architecture_kwargs = {
+            "unet": unet_kwargs(checkpoint.config.network, checkpoint.config.patch_size),
+            **sampler_kwargs,
+        }
+
+        def describe(output: np.ndarray) -> v0_5.ModelDescr:
+            test_output, sample_output = _write_tensor(folder, "test_output", output)
+            return build_description(
+                recipe=recipe,
+                checkpoint=checkpoint,
+                sampling=sampling,
+                channel_names=channel_names,
+                files=files,
+                test_output=test_output,
+                sample_output=sample_output,
+                architecture_kwargs=architecture_kwargs,
+                output_range=float(output.max() - output.min()),
+            )
+
+        # bioimageio.core computes the test output from the description itself, so the package
+        # reproduces exactly what `test_model` will compute.
+        exact = reference_output(describe(library_output))
+        descr = describe(exact)
+        with atomic_path(out_path) as tmp_zip:
+            save_bioimageio_package(descr, output_path=tmp_zip)
+            summary = test_model(tmp_zip)
+            if summary.status != "passed":
+                raise HazeMatchingError(
+                    f"bioimageio.core test_model status is {summary.status!r}: "
+                    f"{_failures(summary)}",
+                    out_path,
+                )
+    return ExportResult(
+        path=out_path,
+        status="passed",
+        seconds=time.perf_counter() - start,
+        size_bytes=out_path.stat().st_size,
+    )
+
+
+def _failures(summary: object) -> str:
+    """The names and errors of the failed checks of a bioimageio validation summary."""
+    failed = []
+    for detail in getattr(summary, "details", []):
+        if detail.status == "failed":
+            errors = "; ".join(str(e.msg) for e in getattr(detail, "errors", [])[:3])
+            failed.append(f"{detail.name}: {errors}" if errors else detail.name)
+    return " | ".join(failed) or "see `bioimageio test` for details"

@@ -1,0 +1,124 @@
+"""Export recipes: per-model package settings and model-card text, kept as TOML in packaging/.
+
+A recipe is validated like every other configuration: unknown fields are errors, so a typo in a
+recipe fails loudly instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from ..config import StrictModel
+from ..errors import HazeMatchingError, describe_validation_error
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+PAPER_URL = "https://arxiv.org/abs/2506.22397"
+PAPER_CITATION = (
+    "Ray, A., Ashesh, & Jug, F. (2025). Dehazing Light Microscopy Images with Guided Conditional "
+    "Flow Matching: finding a sweet spot between fidelity and realism. arXiv:2506.22397."
+)
+
+
+class Person(StrictModel):
+    """An author of the model (no GitHub user: validating one needs network access)."""
+
+    name: str = Field(min_length=1)
+    affiliation: str | None = None
+    email: str | None = None
+    orcid: str | None = None
+
+
+class CardText(StrictModel):
+    """Free text for the model card; what is left empty is filled from the checkpoint."""
+
+    training_data: str | None = Field(
+        None, description="what the model was trained on; default: the data folder and counts"
+    )
+    intended_use: str = (
+        "Remove out-of-focus haze from single-channel widefield fluorescence images similar to "
+        "the training data, and estimate per-pixel uncertainty from posterior samples."
+    )
+    limitations: str = (
+        "The model only knows the microscope, sample type, pixel size and noise level of its "
+        "training data; on other images it can hallucinate or remove real structures. Each "
+        "sample is one plausible image, not a measurement: use the MMSE for quantification and "
+        "the std to see where the model is unsure. Retrain on your own pairs for real data."
+    )
+    metrics: str | None = Field(None, description="measured results to report (Markdown)")
+
+
+class ExportRecipe(StrictModel):
+    """Everything `hazematching export` needs besides the checkpoint.
+
+    Name, description and authors have no defaults: a published model must say what it is and
+    who made it. `default_recipe()` fills them for quick local exports.
+    """
+
+    name: str = Field(min_length=5, max_length=128)
+    description: str = Field(min_length=10)
+    authors: list[Person] = Field(min_length=1)
+    license: str = "MIT"
+    tags: list[str] = Field(
+        default_factory=lambda: [
+            "dehazing",
+            "denoising",
+            "fluorescence-light-microscopy",
+            "2d",
+            "pytorch",
+            "flow-matching",
+            "uncertainty",
+            "widefield",
+            "confocal",
+        ]
+    )
+    version: str = "0.1.0"
+    samples: int = Field(8, ge=1, le=256, description="posterior samples per image (K)")
+    steps: int = Field(20, ge=1, le=1000, description="Euler steps (T)")
+    seed: int = Field(0, ge=0, lt=2**31)
+    batch_size: int = Field(8, ge=1, description="samples integrated together")
+    with_samples: bool = Field(False, description="also output every sample as a channel")
+    test_image: Path | None = Field(
+        None, description="hazy TIFF for the test tensors and cover (relative to the recipe)"
+    )
+    test_size: int | None = Field(
+        None, ge=8, description="side of the square test tensor; default: the training patch size"
+    )
+    card: CardText = CardText()
+
+
+def default_recipe() -> ExportRecipe:
+    """The recipe used when none is given."""
+    return ExportRecipe(
+        name="HazeMatching dehazing",
+        description="Dehazes widefield fluorescence images with guided conditional flow "
+        "matching; outputs the MMSE estimate and the per-pixel standard deviation of posterior "
+        "samples.",
+        authors=[Person(name="HazeMatching contributors")],
+    )
+
+
+def load_recipe(path: Path) -> ExportRecipe:
+    """Read and validate a TOML recipe; a relative `test_image` is resolved from its folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise HazeMatchingError("recipe not found", path) from error
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise HazeMatchingError(f"cannot read recipe ({error})", path) from error
+    try:
+        recipe = ExportRecipe.model_validate(data)
+    except ValidationError as error:
+        raise HazeMatchingError(
+            f"invalid recipe ({describe_validation_error(error)})", path
+        ) from error
+    if recipe.test_image is not None and not recipe.test_image.is_absolute():
+        recipe = recipe.model_copy(update={"test_image": path.parent / recipe.test_image})
+    return recipe

@@ -1,0 +1,214 @@
+"""Export to a BioImage.IO package, tested with the real bioimageio.core and plain TorchScript."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+
+from hazematching.config import SamplingConfig
+from hazematching.data.tiff import read_single
+from hazematching.errors import HazeMatchingError
+from hazematching.export.package import ExportResult, export_package
+from hazematching.export.recipe import ExportRecipe, default_recipe, load_recipe
+from hazematching.export.runner import load_package, run_package
+from hazematching.predict import build_sampler, load_trained_model, predict, predict_planes
+from hazematching.train import TrainResult
+
+RECIPE = default_recipe().model_copy(update={"samples": 2, "steps": 3, "test_size": 32})
+SAMPLING = SamplingConfig(samples=2, steps=3, seed=0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def package(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    return export_package(trained.best, tmp_path_factory.mktemp("pkg") / "model.zip", RECIPE)
+
+
+@pytest.fixture(scope="module")
+def unpacked(package: ExportResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("unpacked")
+    with zipfile.ZipFile(package.path) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+def _torchscript(unpacked: Path) -> torch.jit.ScriptModule:
+    rdf = yaml.safe_load((unpacked / "rdf.yaml").read_text())
+    return torch.jit.load(str(unpacked / rdf["weights"]["torchscript"]["source"]))
+
+
+def test_export_passes_test_model_for_both_weight_formats(package: ExportResult) -> None:
+    from bioimageio.core import test_model
+
+    assert package.status == "passed" and package.size_bytes > 0
+    for weight_format in ("torchscript", "pytorch_state_dict"):
+        summary = test_model(package.path, weight_format=weight_format)
+        assert summary.status == "passed", summary.format()
+        assert any(weight_format in d.name for d in summary.details)
+
+
+def test_description_contents(unpacked: Path) -> None:
+    rdf = yaml.safe_load((unpacked / "rdf.yaml").read_text())
+    (hazy,), (dehazed,) = rdf["inputs"], rdf["outputs"]
+    assert [a["type"] for a in hazy["axes"]] == ["batch", "channel", "space", "space"]
+    assert [a["type"] for a in dehazed["axes"]] == ["batch", "channel", "space", "space"]
+    assert dehazed["axes"][1]["channel_names"] == ["mmse", "std"]
+    assert "fixed_zero_mean_unit_variance" in [p["id"] for p in hazy["preprocessing"]]
+    assert "scale_linear" in [p["id"] for p in dehazed["postprocessing"]]
+    weights = rdf["weights"]
+    assert weights["torchscript"]["parent"] == "pytorch_state_dict"
+    assert weights["torchscript"]["pytorch_version"]
+    assert weights["pytorch_state_dict"]["architecture"]["callable"] == "PackagedSampler"
+    tolerance = rdf["config"]["bioimageio"]["reproducibility_tolerance"][0]
+    assert tolerance["output_ids"] == ["dehazed"] and tolerance["absolute_tolerance"] > 0
+    assert rdf["config"]["hazematching"]["sampling"]["samples"] == 2
+    assert "2506.22397" in rdf["cite"][0]["url"]
+    card = (unpacked / rdf["documentation"]["source"]).read_text()
+    assert "## Validation" in card and "Ray" in card
+    cover = unpacked / rdf["covers"][0]["source"]
+    assert cover.stat().st_size < 500_000
+    # sample tensors hold the same values as the test tensors
+    test_input = np.load(unpacked / hazy["test_tensor"]["source"])
+    sample_input = tifffile.imread(unpacked / hazy["sample_tensor"]["source"])
+    assert np.array_equal(test_input[0], sample_input.reshape(test_input[0].shape))
+
+
+def test_plain_torchscript_runs_other_size_and_batch(unpacked: Path) -> None:
+    sampler = _torchscript(unpacked)
+    images = torch.randn(2, 1, 48, 40)
+    with torch.no_grad():
+        both = sampler(images)
+        second = sampler(images[1:])
+    assert both.shape == (2, 2, 48, 40) and torch.isfinite(both).all()
+    torch.testing.assert_close(both[1:], second, rtol=1e-5, atol=1e-5)
+
+
+def test_package_matches_checkpoint_prediction(
+    package: ExportResult, trained: TrainResult, tmp_path: Path
+) -> None:
+    image = (np.random.default_rng(0).random((36, 50)) * 300).astype(np.float32)
+    tifffile.imwrite(tmp_path / "hazy.tif", image)
+    (from_package,) = predict(
+        package.path, [tmp_path / "hazy.tif"], tmp_path / "pkg", progress=False
+    )
+    (from_checkpoint,) = predict(
+        trained.best, [tmp_path / "hazy.tif"], tmp_path / "ckpt", SAMPLING, progress=False
+    )
+    packaged, library = tifffile.imread(from_package), tifffile.imread(from_checkpoint)
+    assert packaged.shape == library.shape == (2, 36, 50)
+    np.testing.assert_allclose(packaged, library, rtol=1e-4, atol=1e-4 * np.abs(library).max())
+    with pytest.raises(HazeMatchingError, match="baked into a package"):
+        predict(package.path, [tmp_path / "hazy.tif"], tmp_path / "x", SAMPLING, progress=False)
+
+
+def test_core_predict_on_512_image_matches_library(
+    package: ExportResult, trained: TrainResult
+) -> None:
+    image = (np.random.default_rng(1).random((1, 512, 512)) * 300).astype(np.float32)
+    packaged = run_package(load_package(package.path), image, "cpu", lambda: None)
+    model = load_trained_model(trained.best)
+    library = predict_planes(model, build_sampler(model, SAMPLING, torch.device("cpu")), image)
+    assert packaged.shape == (1, 2, 512, 512)
+    scale = np.abs(library.mmse).max()
+    np.testing.assert_allclose(packaged[:, 0], library.mmse, rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(packaged[:, 1], library.std, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_same_output_twice_and_in_a_fresh_process(unpacked: Path, tmp_path: Path) -> None:
+    sampler = _torchscript(unpacked)
+    rdf = yaml.safe_load((unpacked / "rdf.yaml").read_text())
+    x = torch.from_numpy(np.load(unpacked / rdf["inputs"][0]["test_tensor"]["source"]))
+    with torch.no_grad():
+        first, second = sampler(x), sampler(x)
+    assert torch.equal(first, second)
+    script = (
+        "import sys, numpy, torch\n"
+        "m = torch.jit.load(sys.argv[1])\n"
+        "x = torch.from_numpy(numpy.load(sys.argv[2]))\n"
+        "torch.manual_seed(int(sys.argv[4]))\n"
+        "numpy.save(sys.argv[3], m(x).detach().numpy())\n"
+    )
+    source = str(unpacked / rdf["weights"]["torchscript"]["source"])
+    tensor = str(unpacked / rdf["inputs"][0]["test_tensor"]["source"])
+    for seed in ("0", "123"):  # the global seed must not matter
+        out = tmp_path / f"out{seed}.npy"
+        subprocess.run([sys.executable, "-c", script, source, tensor, str(out), seed], check=True)
+        assert np.array_equal(np.load(out), first.numpy())
+
+
+def test_bioimageio_cli_passes_offline(package: ExportResult) -> None:
+    exe = shutil.which("bioimageio") or str(Path(sys.executable).parent / "bioimageio")
+    done = subprocess.run(
+        [exe, "test", str(package.path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "passed" in done.stdout
+
+
+def test_recipes_load_and_reject_mistakes(tmp_path: Path) -> None:
+    recipe = load_recipe(REPO / "packaging" / "example.toml")
+    assert recipe.samples == 4 and recipe.authors[0].name
+    (tmp_path / "typo.toml").write_text(
+        'name = "Some model"\ndescription = "A model with a typo."\nsampels = 3\n'
+        '[[authors]]\nname = "A"\n'
+    )
+    with pytest.raises(HazeMatchingError, match="sampels: Extra inputs are not permitted"):
+        load_recipe(tmp_path / "typo.toml")
+    (tmp_path / "short.toml").write_text('name = "Some model"\n')
+    with pytest.raises(HazeMatchingError, match="description: Field required"):
+        load_recipe(tmp_path / "short.toml")
+    (tmp_path / "broken.toml").write_text("name = \n")
+    with pytest.raises(HazeMatchingError, match="cannot read recipe"):
+        load_recipe(tmp_path / "broken.toml")
+    with pytest.raises(HazeMatchingError, match="recipe not found"):
+        load_recipe(tmp_path / "none.toml")
+
+
+def test_export_errors_leave_no_zip(trained: TrainResult, tmp_path: Path) -> None:
+    out = tmp_path / "model.zip"
+    with pytest.raises(HazeMatchingError, match="output folder does not exist"):
+        export_package(trained.best, tmp_path / "missing" / "model.zip", RECIPE)
+    with pytest.raises(HazeMatchingError, match="checkpoint not found"):
+        export_package(tmp_path / "none.pt", out, RECIPE)
+    (tmp_path / "bad.pt").write_bytes(b"corrupt")
+    with pytest.raises(HazeMatchingError, match="not a readable checkpoint"):
+        export_package(tmp_path / "bad.pt", out, RECIPE)
+    with pytest.raises(HazeMatchingError, match="must end with .zip"):
+        export_package(trained.best, tmp_path / "model.tar", RECIPE)
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        ExportRecipe.model_validate({**RECIPE.model_dump(), "samples": 0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--samples", "0"), "samples"),
+        (("--steps", "0"), "steps"),
+        (("--recipe", "{tmp}/none.toml"), "recipe not found"),
+    ],
+)
+def test_export_cli_errors(
+    trained: TrainResult, tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    exe = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")
+    args = [exe, "export", str(trained.best), "--out", str(tmp_path / "m.zip")]
+    done = subprocess.run(
+        [*args, *(e.format(tmp=tmp_path) for e in extra)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (tmp_path / "m.zip").exists()
