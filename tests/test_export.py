@@ -15,7 +15,6 @@ import torch
 import yaml
 
 from hazematching.config import SamplingConfig
-from hazematching.data.tiff import read_single
 from hazematching.errors import HazeMatchingError
 from hazematching.export.package import ExportResult, export_package
 from hazematching.export.recipe import ExportRecipe, default_recipe, load_recipe
@@ -182,7 +181,7 @@ def test_export_errors_leave_no_zip(trained: TrainResult, tmp_path: Path) -> Non
     (tmp_path / "bad.pt").write_bytes(b"corrupt")
     with pytest.raises(HazeMatchingError, match="not a readable checkpoint"):
         export_package(tmp_path / "bad.pt", out, RECIPE)
-    with pytest.raises(HazeMatchingError, match="must end with .zip"):
+    with pytest.raises(HazeMatchingError, match=r"must end with \.zip"):
         export_package(trained.best, tmp_path / "model.tar", RECIPE)
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         ExportRecipe.model_validate({**RECIPE.model_dump(), "samples": 0})
