@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from ..config import StrictModel
 from ..errors import HazeMatchingError
 
 EPS = 1e-6
 
 
-class Normalization(BaseModel):
+class Normalization(StrictModel):
     """Mean and standard deviation of the input (hazy) and target (clean) training images."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_mean: float
     input_std: float = Field(gt=0)
