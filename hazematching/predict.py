@@ -54,6 +54,13 @@ class Prediction:
     std: np.ndarray
     samples: np.ndarray | None
 
+    def stacked(self) -> np.ndarray:
+        """(planes, C, Y, X) with channels mmse, std [, samples]: the layout of output files."""
+        channels = [self.mmse[:, None], self.std[:, None]]
+        if self.samples is not None:
+            channels.append(self.samples)
+        return np.concatenate(channels, axis=1)
+
 
 def load_trained_model(path: Path) -> TrainedModel:
     """The EMA network of a checkpoint file (or of run_dir/best.pt), in eval mode on CPU."""
@@ -191,12 +198,7 @@ def predict(
             for path, name, image in zip(inputs, names, images, strict=True):
                 bar.set_postfix(image=Path(path).name)
                 result = predict_planes(model, sampler, image, bar)
-                channels = [result.mmse[:, None], result.std[:, None]]
-                if result.samples is not None:
-                    channels.append(result.samples)
-                _write_result(
-                    out_dir / f"{name}.tif", np.concatenate(channels, axis=1), channel_names
-                )
+                _write_result(out_dir / f"{name}.tif", result.stacked(), channel_names)
                 written.append(out_dir / f"{name}.tif")
         settings = sampling.model_dump(mode="json")
     write_json(

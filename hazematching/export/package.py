@@ -26,7 +26,7 @@ from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path
 from ..model import count_parameters, unet_kwargs
-from ..predict import build_sampler, load_trained_model, output_channel_names
+from ..predict import build_sampler, load_trained_model, output_channel_names, predict_planes
 from .card import model_card
 from .cover import write_cover
 from .description import PackageFiles, build_description, reference_output
@@ -137,13 +137,7 @@ def export_package(
         )
         test_input = hazy[None, None].astype(np.float32)
         input_npy, input_tif = _write_tensor(folder, "test_input", test_input)
-        with torch.no_grad():
-            normalised = torch.from_numpy(model.normalization.normalize_input(hazy))[None, None]
-            library = scripted(normalised)[0].numpy()
-        denorm = model.normalization.denormalize_target
-        library_output = np.stack(
-            [denorm(library[c], is_std=channel_names[c] == "std") for c in range(len(library))]
-        )[None]
+        library_output = predict_planes(model, scripted, hazy[None]).stacked()  # (1, C, Y, X)
         files = PackageFiles(
             folder=folder,
             test_input=input_npy,
