@@ -209,6 +209,10 @@ def predict(
         None, help=f"samples per network pass {_default(SamplingConfig, 'batch_size')}"
     ),
     keep_samples: bool = typer.Option(None, help="also write every sample as a channel"),
+    tile: int = typer.Option(
+        None, help="tile side for the network (0: whole image) [default: training patch size]"
+    ),
+    overlap: int = typer.Option(None, help="overlap of neighbouring tiles [default: tile / 8]"),
     channel: int = typer.Option(
         None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
     ),
@@ -224,6 +228,8 @@ def predict(
         "seed": seed,
         "batch_size": batch_size,
         "keep_samples": keep_samples,
+        "tile": tile,
+        "overlap": overlap,
     }
     given = any(value is not None for value in options.values())
     sampling = _build(SamplingConfig, {}, **options) if given else None

@@ -129,3 +129,17 @@ class SamplingConfig(StrictModel):
     seed: int = Field(0, ge=0, lt=2**31)
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")
     keep_samples: bool = Field(False, description="also write every sample, not only mean/std")
+    tile: int | None = Field(
+        None, ge=0, description="tile side for the velocity; None: the training patch size, 0: off"
+    )
+    overlap: int | None = Field(None, ge=0, description="tile overlap; None: tile // 8")
+
+    def tiling(self, patch_size: int, multiple: int) -> tuple[int, int]:
+        """(tile, overlap) with defaults resolved for a model trained on `patch_size` patches."""
+        tile = patch_size if self.tile is None else self.tile
+        if tile % multiple:
+            raise ValueError(f"tile {tile} must be a multiple of {multiple}")
+        overlap = tile // 8 if self.overlap is None else self.overlap
+        if tile and overlap >= tile:
+            raise ValueError(f"overlap {overlap} must be smaller than the tile {tile}")
+        return tile, overlap

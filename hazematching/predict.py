@@ -82,13 +82,20 @@ def build_sampler(
 ) -> torch.jit.ScriptModule:
     """The scripted sampler around the traced EMA network, on `device`."""
     traced = trace_velocity(model.velocity, model.config.patch_size)
+    multiple = model.config.network.size_multiple
+    try:
+        tile, overlap = sampling.tiling(model.config.patch_size, multiple)
+    except ValueError as error:
+        raise HazeMatchingError(str(error)) from error
     sampler = EulerSampler(
         traced,
         steps=sampling.steps,
         samples=sampling.samples,
         seed=sampling.seed,
         batch_size=sampling.batch_size,
-        size_multiple=model.config.network.size_multiple,
+        size_multiple=multiple,
+        tile=tile,
+        overlap=overlap,
         keep_samples=sampling.keep_samples,
     )
     return script_sampler(sampler).to(device)

@@ -116,6 +116,12 @@ class EulerSampler(nn.Module):
             (seed, k, y, x), so an image gets the same samples alone or inside a batch.
         batch_size: samples integrated together (memory bound: batch_size x images per pass).
         size_multiple: inputs are reflect-padded to a multiple of this and cropped back.
+        tile: side of the square tiles on which the velocity is evaluated (a multiple of
+            `size_multiple`); 0, or an image no larger than one tile, means the whole image at
+            once. The state x of the whole image is one tensor: at every Euler step the
+            velocity of overlapping tiles is blended with a window and x is updated once, so
+            samples have no seams and memory is the state plus one batch of tiles.
+        overlap: pixels shared by neighbouring tiles, blended with linear ramps.
         std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
         keep_samples: append the K samples after the mean and std channels.
     """
@@ -125,6 +131,8 @@ class EulerSampler(nn.Module):
     seed: int
     batch_size: int
     size_multiple: int
+    tile: int
+    overlap: int
     std_scale: float
     std_offset: float
     keep_samples: bool
@@ -138,6 +146,8 @@ class EulerSampler(nn.Module):
         seed: int,
         batch_size: int,
         size_multiple: int,
+        tile: int = 0,
+        overlap: int = 0,
         std_scale: float = 1.0,
         std_offset: float = 0.0,
         keep_samples: bool = False,
@@ -145,12 +155,19 @@ class EulerSampler(nn.Module):
         super().__init__()
         if steps < 1 or samples < 1 or batch_size < 1 or size_multiple < 1:
             raise ValueError("steps, samples, batch_size and size_multiple must be >= 1")
+        if tile < 0 or tile % size_multiple or not 0 <= overlap < max(tile, 1):
+            raise ValueError(
+                f"tile {tile} must be a multiple of {size_multiple} and overlap {overlap} in "
+                "[0, tile)"
+            )
         self.velocity = velocity
         self.steps = steps
         self.samples = samples
         self.seed = seed
         self.batch_size = batch_size
         self.size_multiple = size_multiple
+        self.tile = tile
+        self.overlap = overlap
         self.std_scale = std_scale
         self.std_offset = std_offset
         self.keep_samples = keep_samples
@@ -187,10 +204,66 @@ class EulerSampler(nn.Module):
         )
 
     @torch.jit.export
+    def tile_starts(self, size: int) -> list[int]:
+        """Start offsets of tiles covering [0, size): stride tile - overlap, last one flush."""
+        if self.tile == 0 or size <= self.tile:
+            return [0]
+        starts: list[int] = []
+        for start in range(0, size - self.tile + 1, self.tile - self.overlap):
+            starts.append(start)
+        if starts[-1] != size - self.tile:
+            starts.append(size - self.tile)
+        return starts
+
+    @torch.jit.export
+    def window(self, size: int, device: torch.device) -> Tensor:
+        """1D blending weights of a tile: linear ramps over the overlap, positive everywhere."""
+        position = torch.arange(size, dtype=torch.float32, device=device) + 0.5
+        if self.overlap == 0 or self.tile == 0 or size < self.tile:
+            return torch.ones(size, dtype=torch.float32, device=device)
+        ramp = torch.minimum(position, size - position) / float(self.overlap)
+        return torch.clamp(ramp, max=1.0)
+
+    @torch.jit.export
+    def velocity_field(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
+        """v(t, [x, guide]) for the whole image, computed on blended overlapping tiles."""
+        t_value = step / self.steps
+        height, width = x.shape[-2], x.shape[-1]
+        rows, cols = self.tile_starts(height), self.tile_starts(width)
+        inputs = torch.cat([x, guide], dim=1)
+        if len(rows) == 1 and len(cols) == 1:
+            t = torch.full([x.shape[0]], t_value, dtype=x.dtype, device=x.device)
+            return self.velocity(t, inputs)
+        size_y, size_x = min(self.tile, height), min(self.tile, width)
+        weight = self.window(size_y, x.device)[:, None] * self.window(size_x, x.device)[None, :]
+        weight = weight.to(x.dtype)
+        total = torch.zeros_like(x)
+        norm = torch.zeros([height, width], dtype=x.dtype, device=x.device)
+        corners: list[tuple[int, int]] = []
+        for row in rows:
+            for col in cols:
+                corners.append((row, col))
+        per_pass = max(1, self.batch_size // max(1, x.shape[0] // guide.shape[0]))
+        for first in range(0, len(corners), per_pass):
+            group = corners[first : first + per_pass]
+            crops: list[Tensor] = []
+            for corner in group:
+                crops.append(
+                    inputs[:, :, corner[0] : corner[0] + size_y, corner[1] : corner[1] + size_x]
+                )
+            batch = torch.cat(crops, dim=0)
+            t = torch.full([batch.shape[0]], t_value, dtype=x.dtype, device=x.device)
+            velocity = self.velocity(t, batch).split(x.shape[0])
+            for index, corner in enumerate(group):
+                r, c = corner
+                total[:, :, r : r + size_y, c : c + size_x] += velocity[index] * weight
+                norm[r : r + size_y, c : c + size_x] += weight
+        return total / norm
+
+    @torch.jit.export
     def euler_step(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
         """One Euler update x <- x + v(t, [x, guide]) / T at t = step / T."""
-        t = torch.full([x.shape[0]], step / self.steps, dtype=x.dtype, device=x.device)
-        return x + self.velocity(t, torch.cat([x, guide], dim=1)) * (1.0 / self.steps)
+        return x + self.velocity_field(x, guide, step) * (1.0 / self.steps)
 
     @torch.jit.export
     def accumulate(self, x: Tensor, first: int, mean: Tensor, m2: Tensor) -> tuple[Tensor, Tensor]:

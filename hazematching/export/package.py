@@ -109,17 +109,22 @@ def export_package(
         seed=recipe.seed,
         batch_size=recipe.batch_size,
         keep_samples=recipe.with_samples,
+        tile=recipe.tile,
+        overlap=recipe.overlap,
     )
     multiple = checkpoint.config.network.size_multiple
     image, source = _test_image(recipe, checkpoint)
     hazy = _centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
     channel_names = output_channel_names(sampling)
+    tile, overlap = sampling.tiling(checkpoint.config.patch_size, multiple)
     sampler_kwargs = {
         "steps": sampling.steps,
         "samples": sampling.samples,
         "seed": sampling.seed,
         "batch_size": sampling.batch_size,
         "size_multiple": multiple,
+        "tile": tile,
+        "overlap": overlap,
         "keep_samples": sampling.keep_samples,
     }
 
