@@ -134,12 +134,10 @@ class SamplingConfig(StrictModel):
     )
     overlap: int | None = Field(None, ge=0, description="tile overlap; None: tile // 8")
 
-    def tiling(self, patch_size: int, multiple: int) -> tuple[int, int]:
-        """(tile, overlap) with defaults resolved for a model trained on `patch_size` patches."""
+    def tiling(self, patch_size: int) -> tuple[int, int]:
+        """(tile, overlap) with defaults resolved for a model trained on `patch_size` patches.
+
+        `EulerSampler` validates the pair against the network's size multiple.
+        """
         tile = patch_size if self.tile is None else self.tile
-        if tile % multiple:
-            raise ValueError(f"tile {tile} must be a multiple of {multiple}")
-        overlap = tile // 8 if self.overlap is None else self.overlap
-        if tile and overlap >= tile:
-            raise ValueError(f"overlap {overlap} must be smaller than the tile {tile}")
-        return tile, overlap
+        return tile, tile // 8 if self.overlap is None else self.overlap

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_checkpoint, resolve_checkpoint_path
+from .checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
 from .config import SamplingConfig, TrainConfig
 from .data.normalization import Normalization
 from .data.tiff import read_single, write_tiff
@@ -64,40 +64,38 @@ class Prediction:
 
 def load_trained_model(path: Path) -> TrainedModel:
     """The EMA network of a checkpoint file (or of run_dir/best.pt), in eval mode on CPU."""
-    checkpoint = load_checkpoint(path)
+    return trained_model_from(load_checkpoint(path), resolve_checkpoint_path(path))
+
+
+def trained_model_from(checkpoint: Checkpoint, source: Path) -> TrainedModel:
+    """The EMA network of an already loaded checkpoint (read from `source`)."""
     net = build_velocity_net(checkpoint.config.network, checkpoint.config.patch_size)
     try:
         net.load_state_dict(checkpoint.ema)
     except RuntimeError as error:
-        raise HazeMatchingError(
-            "weights do not match the stored architecture", resolve_checkpoint_path(path)
-        ) from error
-    return TrainedModel(
-        checkpoint.config, checkpoint.normalization, net.eval(), resolve_checkpoint_path(path)
-    )
+        raise HazeMatchingError("weights do not match the stored architecture", source) from error
+    return TrainedModel(checkpoint.config, checkpoint.normalization, net.eval(), source)
 
 
 def build_sampler(
     model: TrainedModel, sampling: SamplingConfig, device: torch.device
 ) -> torch.jit.ScriptModule:
     """The scripted sampler around the traced EMA network, on `device`."""
-    traced = trace_velocity(model.velocity, model.config.patch_size)
-    multiple = model.config.network.size_multiple
+    tile, overlap = sampling.tiling(model.config.patch_size)
     try:
-        tile, overlap = sampling.tiling(model.config.patch_size, multiple)
+        sampler = EulerSampler(
+            trace_velocity(model.velocity, model.config.patch_size),
+            steps=sampling.steps,
+            samples=sampling.samples,
+            seed=sampling.seed,
+            batch_size=sampling.batch_size,
+            size_multiple=model.config.network.size_multiple,
+            tile=tile,
+            overlap=overlap,
+            keep_samples=sampling.keep_samples,
+        )
     except ValueError as error:
         raise HazeMatchingError(str(error)) from error
-    sampler = EulerSampler(
-        traced,
-        steps=sampling.steps,
-        samples=sampling.samples,
-        seed=sampling.seed,
-        batch_size=sampling.batch_size,
-        size_multiple=multiple,
-        tile=tile,
-        overlap=overlap,
-        keep_samples=sampling.keep_samples,
-    )
     return script_sampler(sampler).to(device)
 
 

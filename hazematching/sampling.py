@@ -218,9 +218,9 @@ class EulerSampler(nn.Module):
     @torch.jit.export
     def window(self, size: int, device: torch.device) -> Tensor:
         """1D blending weights of a tile: linear ramps over the overlap, positive everywhere."""
-        position = torch.arange(size, dtype=torch.float32, device=device) + 0.5
         if self.overlap == 0 or self.tile == 0 or size < self.tile:
             return torch.ones(size, dtype=torch.float32, device=device)
+        position = torch.arange(size, dtype=torch.float32, device=device) + 0.5
         ramp = torch.minimum(position, size - position) / float(self.overlap)
         return torch.clamp(ramp, max=1.0)
 

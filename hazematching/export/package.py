@@ -20,13 +20,13 @@ import torch
 from bioimageio.spec.model import v0_5
 
 from .. import sampling as sampling_module
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
 from ..config import SamplingConfig
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path
 from ..model import count_parameters, unet_kwargs
-from ..predict import build_sampler, load_trained_model, output_channel_names, predict_planes
+from ..predict import build_sampler, output_channel_names, predict_planes, trained_model_from
 from .card import model_card
 from .cover import write_cover
 from .description import PackageFiles, build_description, reference_output
@@ -102,7 +102,7 @@ def export_package(
     if not out_path.parent.is_dir():
         raise HazeMatchingError("output folder does not exist", out_path.parent)
     checkpoint = load_checkpoint(checkpoint_path)
-    model = load_trained_model(checkpoint_path)
+    model = trained_model_from(checkpoint, resolve_checkpoint_path(checkpoint_path))
     sampling = SamplingConfig(
         samples=recipe.samples,
         steps=recipe.steps,
@@ -116,7 +116,7 @@ def export_package(
     image, source = _test_image(recipe, checkpoint)
     hazy = _centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
     channel_names = output_channel_names(sampling)
-    tile, overlap = sampling.tiling(checkpoint.config.patch_size, multiple)
+    tile, overlap = sampling.tiling(checkpoint.config.patch_size)
     sampler_kwargs = {
         "steps": sampling.steps,
         "samples": sampling.samples,
