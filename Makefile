@@ -35,6 +35,7 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
+	$(BIN)/python benchmarks/tiling.py --out benchmarks/results/tiling.json
 
 clean:
 	rm -rf $(VENV) out

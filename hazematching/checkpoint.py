@@ -16,6 +16,7 @@ import torch
 from pydantic import ValidationError
 
 from . import __version__
+from .calibration import Calibration
 from .config import TrainConfig
 from .data.normalization import Normalization
 from .errors import HazeMatchingError
@@ -40,6 +41,7 @@ class Checkpoint:
     best_val_loss: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class Checkpoint:
             "best_val_loss": self.best_val_loss,
             "history": self.history,
             "data": self.data,
+            "calibration": self.calibration.model_dump(mode="json") if self.calibration else None,
         }
 
 
@@ -103,6 +106,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
             best_val_loss=raw.get("best_val_loss"),
             history=list(raw.get("history", [])),
             data=dict(raw.get("data", {})),
+            calibration=(
+                Calibration.model_validate(raw["calibration"]) if raw.get("calibration") else None
+            ),
         )
     except (KeyError, ValidationError, TypeError, ValueError) as error:
         raise HazeMatchingError(f"incomplete or invalid checkpoint ({error})", path) from error

@@ -210,9 +210,13 @@ def predict(
     ),
     keep_samples: bool = typer.Option(None, help="also write every sample as a channel"),
     tile: int = typer.Option(
-        None, help="tile side for the network (0: whole image) [default: training patch size]"
+        None,
+        help="tile stride; the network sees tile + overlap px (0: whole image) "
+        "[default: training patch size]",
     ),
-    overlap: int = typer.Option(None, help="overlap of neighbouring tiles [default: tile / 8]"),
+    overlap: int = typer.Option(
+        None, help="overlap of neighbouring tiles [default: tile / 8, 16 to tile / 4 px]"
+    ),
     channel: int = typer.Option(
         None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
     ),
@@ -237,6 +241,36 @@ def predict(
         model, inputs, out, sampling, channel=channel, device=device or "auto", progress=progress
     )
     typer.echo(f"wrote {len(written)} file(s) to {out}")
+
+
+@app.command()
+@_reports_errors
+def calibrate(
+    model: Path = typer.Argument(..., help="checkpoint (.pt) or run folder"),
+    data_dir: Path = typer.Argument(..., help="paired data; its val/ split is used if present"),
+    out: Path = typer.Option(None, "--out", help="report folder [default: RUN/calibration]"),
+    samples: int = typer.Option(
+        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
+    ),
+    steps: int = typer.Option(None, help=f"Euler steps {_default(SamplingConfig, 'steps')}"),
+    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    bins: int = typer.Option(20, help="bins of predicted std (equal pixel counts)"),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Fit std = scale * std + offset on validation pairs and store it in the checkpoint."""
+    from .calibrate import calibrate as run
+
+    sampling = _build(SamplingConfig, {}, samples=samples, steps=steps, seed=seed)
+    result = run(
+        model, data_dir, out, sampling, bins=bins, device=device or "auto", progress=progress
+    )
+    c = result.calibration
+    typer.echo(
+        f"std' = {c.std_scale:.4g} x std + {c.std_offset:.4g} (z-scores); calibration error "
+        f"{c.error_before:.3f} -> {c.error_after:.3f}; stored in {result.checkpoint}; "
+        f"plots in {result.report}"
+    )
 
 
 @app.command()

@@ -130,14 +130,24 @@ class SamplingConfig(StrictModel):
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")
     keep_samples: bool = Field(False, description="also write every sample, not only mean/std")
     tile: int | None = Field(
-        None, ge=0, description="tile side for the velocity; None: the training patch size, 0: off"
+        None,
+        ge=0,
+        description="tile stride; the network sees tile + overlap px; None: the training patch "
+        "size, 0: whole image",
     )
-    overlap: int | None = Field(None, ge=0, description="tile overlap; None: tile // 8")
+    overlap: int | None = Field(
+        None, ge=0, description="tile overlap; None: tile // 8, at least 16 px, at most tile // 4"
+    )
 
     def tiling(self, patch_size: int) -> tuple[int, int]:
         """(tile, overlap) with defaults resolved for a model trained on `patch_size` patches.
 
-        `EulerSampler` validates the pair against the network's size multiple.
+        The default overlap is tile // 8 but not under 16 px: the network's view is disturbed
+        within a few pixels of a tile's edge, and blending over fewer than about 16 px leaves
+        a measurable step in single samples (benchmarks/results/seams.json). `EulerSampler`
+        validates the pair against the network's size multiple.
         """
         tile = patch_size if self.tile is None else self.tile
-        return tile, tile // 8 if self.overlap is None else self.overlap
+        if self.overlap is not None:
+            return tile, self.overlap
+        return tile, min(tile // 4, max(16, tile // 8))

@@ -36,3 +36,25 @@ def range_invariant_psnr(target: np.ndarray, prediction: np.ndarray) -> float:
     widefield input and a confocal target, say) can be compared fairly.
     """
     return psnr(target, affine_fit(target, prediction))
+
+
+def seam_ratio(image: np.ndarray, rows: list[int], cols: list[int]) -> float:
+    """Mean |gradient| across the given borders over the mean |gradient| everywhere else.
+
+    A border at row r lies between rows r - 1 and r (likewise for columns). Around 1 means the
+    borders are invisible; tiles pasted together without blending give clearly more. Several
+    2D images (an array with leading axes) are pooled.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    height, width = image.shape[-2:]
+    dy = np.abs(np.diff(image, axis=-2))
+    dx = np.abs(np.diff(image, axis=-1))
+    across_rows = np.zeros(height - 1, dtype=bool)
+    across_rows[[r - 1 for r in rows if 0 < r < height]] = True
+    across_cols = np.zeros(width - 1, dtype=bool)
+    across_cols[[c - 1 for c in cols if 0 < c < width]] = True
+    if not (across_rows.any() or across_cols.any()):
+        raise ValueError("no border lies inside the image")
+    across = np.concatenate([dy[..., across_rows, :].ravel(), dx[..., across_cols].ravel()])
+    other = np.concatenate([dy[..., ~across_rows, :].ravel(), dx[..., ~across_cols].ravel()])
+    return float(across.mean() / other.mean())

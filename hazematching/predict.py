@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from .calibration import Calibration
 from .checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
 from .config import SamplingConfig, TrainConfig
 from .data.normalization import Normalization
@@ -32,7 +33,7 @@ from .sampling import (
     EulerSampler,
     run_with_progress,
     script_sampler,
-    steps_per_image,
+    tile_evaluations,
 )
 
 
@@ -44,6 +45,7 @@ class TrainedModel:
     normalization: Normalization
     velocity: nn.Module
     source: Path
+    calibration: Calibration | None = None
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,21 @@ def trained_model_from(checkpoint: Checkpoint, source: Path) -> TrainedModel:
         net.load_state_dict(checkpoint.ema)
     except RuntimeError as error:
         raise HazeMatchingError("weights do not match the stored architecture", source) from error
-    return TrainedModel(checkpoint.config, checkpoint.normalization, net.eval(), source)
+    return TrainedModel(
+        checkpoint.config, checkpoint.normalization, net.eval(), source, checkpoint.calibration
+    )
 
 
 def build_sampler(
-    model: TrainedModel, sampling: SamplingConfig, device: torch.device
+    model: TrainedModel, sampling: SamplingConfig, device: torch.device, *, calibrated: bool = True
 ) -> torch.jit.ScriptModule:
-    """The scripted sampler around the traced EMA network, on `device`."""
+    """The scripted sampler around the traced EMA network, on `device`.
+
+    The std is calibrated with the model's stored calibration unless `calibrated` is False
+    (which fitting a calibration needs).
+    """
     tile, overlap = sampling.tiling(model.config.patch_size)
+    calibration = model.calibration if calibrated else None
     try:
         sampler = EulerSampler(
             trace_velocity(model.velocity, model.config.patch_size),
@@ -92,6 +101,8 @@ def build_sampler(
             size_multiple=model.config.network.size_multiple,
             tile=tile,
             overlap=overlap,
+            std_scale=calibration.std_scale if calibration else 1.0,
+            std_offset=calibration.std_offset if calibration else 0.0,
             keep_samples=sampling.keep_samples,
         )
     except ValueError as error:
@@ -112,7 +123,7 @@ def predict_planes(
         for plane in planes:
             hazy = torch.from_numpy(model.normalization.normalize_input(plane))[None, None]
             result = run_with_progress(
-                sampler, hazy.to(device), (lambda: bar.update(1)) if bar is not None else _noop
+                sampler, hazy.to(device), bar.update if bar is not None else _ignore
             )
             outputs.append(result[0].cpu().numpy())
     stacked = np.stack(outputs)  # (planes, channels, Y, X), normalised units
@@ -125,8 +136,8 @@ def predict_planes(
     )
 
 
-def _noop() -> None:
-    return None
+def _ignore(tiles: int) -> None:
+    """Progress callback for runs without a bar."""
 
 
 def output_channel_names(sampling: SamplingConfig) -> list[str]:
@@ -196,10 +207,8 @@ def predict(
         sampler = build_sampler(model, sampling, resolve_device(device))
         channel_names = output_channel_names(sampling)
         out_dir.mkdir(parents=True, exist_ok=True)
-        per_plane = steps_per_image(sampling.samples, sampling.batch_size, sampling.steps)
-        with tqdm(
-            total=per_plane * planes, desc="predict", unit="step", disable=not progress
-        ) as bar:
+        total = sum(len(image) * tile_evaluations(sampler, *image.shape[-2:]) for image in images)
+        with tqdm(total=total, desc="predict", unit="tile", disable=not progress) as bar:
             for path, name, image in zip(inputs, names, images, strict=True):
                 bar.set_postfix(image=Path(path).name)
                 result = predict_planes(model, sampler, image, bar)

@@ -116,12 +116,14 @@ class EulerSampler(nn.Module):
             (seed, k, y, x), so an image gets the same samples alone or inside a batch.
         batch_size: samples integrated together (memory bound: batch_size x images per pass).
         size_multiple: inputs are reflect-padded to a multiple of this and cropped back.
-        tile: side of the square tiles on which the velocity is evaluated (a multiple of
-            `size_multiple`); 0, or an image no larger than one tile, means the whole image at
+        tile: stride of the tiling (a multiple of `size_multiple`): the velocity is evaluated
+            on square tiles of side `tile + overlap` (rounded up to `size_multiple`) placed at
+            most `tile` apart, so an image needs no more tiles than non-overlapping tiles of
+            side `tile` would. 0, or an image no larger than one tile, means the whole image at
             once. The state x of the whole image is one tensor: at every Euler step the
             velocity of overlapping tiles is blended with a window and x is updated once, so
             samples have no seams and memory is the state plus one batch of tiles.
-        overlap: pixels shared by neighbouring tiles, blended with linear ramps.
+        overlap: pixels (at least) shared by neighbouring tiles, blended with linear ramps.
         std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
         keep_samples: append the K samples after the mean and std channels.
     """
@@ -204,60 +206,107 @@ class EulerSampler(nn.Module):
         )
 
     @torch.jit.export
+    def span(self) -> int:
+        """Side of the tiles the network sees: tile + overlap, rounded up to the size multiple."""
+        m = self.size_multiple
+        return (self.tile + self.overlap + m - 1) // m * m
+
+    @torch.jit.export
     def tile_starts(self, size: int) -> list[int]:
-        """Start offsets of tiles covering [0, size): stride tile - overlap, last one flush."""
-        if self.tile == 0 or size <= self.tile:
+        """Start offsets of tiles covering [0, size), evenly spread, at most `tile` apart."""
+        span = self.span()
+        if self.tile == 0 or size <= span:
             return [0]
+        gaps = (size - span + self.tile - 1) // self.tile
         starts: list[int] = []
-        for start in range(0, size - self.tile + 1, self.tile - self.overlap):
-            starts.append(start)
-        if starts[-1] != size - self.tile:
-            starts.append(size - self.tile)
+        for index in range(gaps + 1):
+            starts.append(index * (size - span) // gaps)
         return starts
 
     @torch.jit.export
-    def window(self, size: int, device: torch.device) -> Tensor:
-        """1D blending weights of a tile: linear ramps over the overlap, positive everywhere."""
-        if self.overlap == 0 or self.tile == 0 or size < self.tile:
+    def window(self, size: int, extent: int, device: torch.device) -> Tensor:
+        """1D blending weights of a tile of `size` along an image side of `extent` pixels.
+
+        Linear ramps over the overlap, positive everywhere; all ones when one tile spans the side.
+        """
+        if self.overlap == 0 or size >= extent:
             return torch.ones(size, dtype=torch.float32, device=device)
         position = torch.arange(size, dtype=torch.float32, device=device) + 0.5
         ramp = torch.minimum(position, size - position) / float(self.overlap)
         return torch.clamp(ramp, max=1.0)
 
     @torch.jit.export
+    def tile_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Size of the tiles on an image of this (padded) size."""
+        if self.tile == 0:
+            return height, width
+        span = self.span()
+        return min(span, height), min(span, width)
+
+    @torch.jit.export
+    def tile_passes(self, height: int, width: int, rows: int) -> list[list[tuple[int, int]]]:
+        """Tile corners grouped into network passes of about `batch_size` rows in all.
+
+        `rows` is the number of images in the state (samples x images); each tile of the
+        state feeds that many rows to the network.
+        """
+        per_pass = max(1, self.batch_size // max(1, rows))
+        passes: list[list[tuple[int, int]]] = []
+        group: list[tuple[int, int]] = []
+        for row in self.tile_starts(height):
+            for col in self.tile_starts(width):
+                group.append((row, col))
+                if len(group) == per_pass:
+                    passes.append(group)
+                    group = []
+        if len(group) > 0:
+            passes.append(group)
+        return passes
+
+    @torch.jit.export
+    def blend_pass(
+        self,
+        inputs: Tensor,
+        step: int,
+        group: list[tuple[int, int]],
+        total: Tensor,
+        norm: Tensor,
+    ) -> None:
+        """Evaluate the velocity on one group of tiles and add it, windowed, to total and norm.
+
+        `inputs` is [x, guide] of the whole image; total (like x) and norm (H, W) accumulate
+        in place. An untiled image is one group with one tile of weight 1.
+        """
+        rows, height, width = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]
+        size_y, size_x = self.tile_shape(height, width)
+        weight = (
+            self.window(size_y, height, inputs.device)[:, None]
+            * self.window(size_x, width, inputs.device)[None, :]
+        )
+        weight = weight.to(inputs.dtype)
+        crops: list[Tensor] = []
+        for corner in group:
+            crops.append(
+                inputs[:, :, corner[0] : corner[0] + size_y, corner[1] : corner[1] + size_x]
+            )
+        batch = torch.cat(crops, dim=0)
+        t = torch.full(
+            [batch.shape[0]], step / self.steps, dtype=inputs.dtype, device=inputs.device
+        )
+        velocity = self.velocity(t, batch).split(rows)
+        for index, corner in enumerate(group):
+            r, c = corner
+            total[:, :, r : r + size_y, c : c + size_x] += velocity[index] * weight
+            norm[r : r + size_y, c : c + size_x] += weight
+
+    @torch.jit.export
     def velocity_field(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
-        """v(t, [x, guide]) for the whole image, computed on blended overlapping tiles."""
-        t_value = step / self.steps
-        height, width = x.shape[-2], x.shape[-1]
-        rows, cols = self.tile_starts(height), self.tile_starts(width)
+        """v(t, [x, guide]) at t = step / T for the whole image, from blended overlapping tiles."""
         inputs = torch.cat([x, guide], dim=1)
-        if len(rows) == 1 and len(cols) == 1:
-            t = torch.full([x.shape[0]], t_value, dtype=x.dtype, device=x.device)
-            return self.velocity(t, inputs)
-        size_y, size_x = min(self.tile, height), min(self.tile, width)
-        weight = self.window(size_y, x.device)[:, None] * self.window(size_x, x.device)[None, :]
-        weight = weight.to(x.dtype)
         total = torch.zeros_like(x)
-        norm = torch.zeros([height, width], dtype=x.dtype, device=x.device)
-        corners: list[tuple[int, int]] = []
-        for row in rows:
-            for col in cols:
-                corners.append((row, col))
-        per_pass = max(1, self.batch_size // max(1, x.shape[0] // guide.shape[0]))
-        for first in range(0, len(corners), per_pass):
-            group = corners[first : first + per_pass]
-            crops: list[Tensor] = []
-            for corner in group:
-                crops.append(
-                    inputs[:, :, corner[0] : corner[0] + size_y, corner[1] : corner[1] + size_x]
-                )
-            batch = torch.cat(crops, dim=0)
-            t = torch.full([batch.shape[0]], t_value, dtype=x.dtype, device=x.device)
-            velocity = self.velocity(t, batch).split(x.shape[0])
-            for index, corner in enumerate(group):
-                r, c = corner
-                total[:, :, r : r + size_y, c : c + size_x] += velocity[index] * weight
-                norm[r : r + size_y, c : c + size_x] += weight
+        norm = torch.zeros([x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device)
+        for group in self.tile_passes(x.shape[-2], x.shape[-1], x.shape[0]):
+            self.blend_pass(inputs, step, group, total, norm)
         return total / norm
 
     @torch.jit.export
@@ -332,12 +381,13 @@ def script_sampler(sampler: EulerSampler) -> torch.jit.ScriptModule:
 
 
 def run_with_progress(
-    sampler: torch.jit.ScriptModule, hazy: Tensor, on_step: Callable[[], None]
+    sampler: torch.jit.ScriptModule, hazy: Tensor, on_tiles: Callable[[int], None]
 ) -> Tensor:
-    """Exactly `sampler(hazy)`, driven step by step from Python so progress can be reported.
+    """Exactly `sampler(hazy)`, driven tile pass by tile pass from Python to report progress.
 
-    It calls the sampler's own scripted methods in the order of `EulerSampler.forward`; a test
-    checks that the two agree bit for bit.
+    It calls the sampler's own scripted methods in the order of `EulerSampler.forward` and
+    `EulerSampler.velocity_field`, and `on_tiles(n)` after each network pass over n tiles; a
+    test checks that the result agrees with `sampler(hazy)` bit for bit.
     """
     height, width = hazy.shape[-2], hazy.shape[-1]
     guide = sampler.pad(hazy)
@@ -348,15 +398,24 @@ def run_with_progress(
         count = min(sampler.batch_size, sampler.samples - first)
         x = sampler.initial_noise(guide, first, count)
         cond = guide.repeat(count, 1, 1, 1)
+        passes = sampler.tile_passes(x.shape[-2], x.shape[-1], x.shape[0])
         for step in range(sampler.steps):
-            x = sampler.euler_step(x, cond, step)
-            on_step()
+            inputs = torch.cat([x, cond], dim=1)
+            total = torch.zeros_like(x)
+            norm = torch.zeros([x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device)
+            for group in passes:
+                sampler.blend_pass(inputs, step, group, total, norm)
+                on_tiles(len(group))
+            x = x + (total / norm) * (1.0 / sampler.steps)
         mean, m2 = sampler.accumulate(x, first, mean, m2)
         if sampler.keep_samples:
             kept.extend(x.split(guide.shape[0]))
     return sampler.summarize(mean, m2, kept, height, width)
 
 
-def steps_per_image(samples: int, batch_size: int, steps: int) -> int:
-    """Number of `on_step` calls `run_with_progress` makes for one image batch."""
-    return -(-samples // batch_size) * steps
+def tile_evaluations(sampler: torch.jit.ScriptModule, height: int, width: int) -> int:
+    """Tiles `run_with_progress` reports for one image of this size (all samples and steps)."""
+    m = sampler.size_multiple
+    padded_h, padded_w = -(-height // m) * m, -(-width // m) * m
+    tiles = len(sampler.tile_starts(padded_h)) * len(sampler.tile_starts(padded_w))
+    return -(-sampler.samples // sampler.batch_size) * sampler.steps * tiles

@@ -70,6 +70,10 @@ def test_description_contents(unpacked: Path) -> None:
     tolerance = rdf["config"]["bioimageio"]["reproducibility_tolerance"][0]
     assert tolerance["output_ids"] == ["dehazed"] and tolerance["absolute_tolerance"] > 0
     assert rdf["config"]["hazematching"]["sampling"]["samples"] == 2
+    # tiles are blended inside the model: consumers get a halo and deepImageJ no own tiling
+    assert [a["halo"] for a in dehazed["axes"][2:]] == [8, 8]  # tile 32 // 4
+    assert hazy["axes"][2]["size"] == {"min": 24, "step": 8}  # smallest multiple of 8 > 2 * 8
+    assert rdf["config"]["deepimagej"] == {"allow_tiling": False}
     assert "2506.22397" in rdf["cite"][0]["url"]
     card = (unpacked / rdf["documentation"]["source"]).read_text()
     assert "## Validation" in card and "Ray" in card
@@ -183,6 +187,8 @@ def test_export_errors_leave_no_zip(trained: TrainResult, tmp_path: Path) -> Non
         export_package(tmp_path / "bad.pt", out, RECIPE)
     with pytest.raises(HazeMatchingError, match=r"must end with \.zip"):
         export_package(trained.best, tmp_path / "model.tar", RECIPE)
+    with pytest.raises(HazeMatchingError, match="smaller than the package's minimum input size 40"):
+        export_package(trained.best, out, RECIPE.model_copy(update={"halo": 16}))
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         ExportRecipe.model_validate({**RECIPE.model_dump(), "samples": 0})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]

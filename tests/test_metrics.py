@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hazematching.metrics import affine_fit, psnr, range_invariant_psnr
+from hazematching.metrics import affine_fit, psnr, range_invariant_psnr, seam_ratio
 
 
 def test_psnr_of_known_arrays() -> None:
@@ -29,3 +29,16 @@ def test_affine_fit_recovers_known_transform() -> None:
     rng = np.random.default_rng(1)
     target = rng.random(100)
     np.testing.assert_allclose(affine_fit(target, (target - 2.0) / 4.0), target, atol=1e-12)
+
+
+def test_seam_ratio_of_a_known_step() -> None:
+    # a plane x + y has |dx| = |dy| = 1 everywhere: no border stands out
+    grid = np.add.outer(np.arange(20.0), np.arange(20.0))
+    assert seam_ratio(grid, [7], [5, 12]) == pytest.approx(1.0)
+    # a step of 3 at column 10 makes |dx| = 4 across that border, all other gradients stay 1
+    stepped = grid + 3.0 * (np.arange(20) >= 10)
+    assert seam_ratio(stepped, [], [10]) == pytest.approx(4.0)
+    # pooled over a stack, and measured at a border without the step the step raises "other"
+    assert seam_ratio(np.stack([stepped, grid]), [], [10]) == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="no border"):
+        seam_ratio(grid, [0], [20])

@@ -9,7 +9,12 @@ import torch
 
 from hazematching.config import NetworkConfig
 from hazematching.model import build_velocity_net, trace_velocity
-from hazematching.sampling import EulerSampler, run_with_progress, script_sampler, steps_per_image
+from hazematching.sampling import (
+    EulerSampler,
+    run_with_progress,
+    script_sampler,
+    tile_evaluations,
+)
 
 NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2), attention_downsample=(2,))
 
@@ -64,14 +69,20 @@ def test_scripted_equals_eager_and_survives_save_load(traced, tmp_path: Path) ->
     assert expected.shape == (2, 2 + 3, 24, 36)
 
 
-def test_progress_driver_is_bitwise_identical(traced) -> None:
-    scripted = script_sampler(_sampler(traced, samples=5, keep_samples=True))
+@pytest.mark.parametrize("tile", [0, 16])
+def test_progress_driver_is_bitwise_identical(traced, tile: int) -> None:
+    scripted = script_sampler(
+        _sampler(traced, samples=5, keep_samples=True, tile=tile, overlap=4 if tile else 0)
+    )
     hazy = torch.randn(1, 1, 30, 22)
-    calls = []
+    calls: list[int] = []
     with torch.no_grad():
-        driven = run_with_progress(scripted, hazy, lambda: calls.append(1))
+        driven = run_with_progress(scripted, hazy, calls.append)
         assert torch.equal(driven, scripted(hazy))
-    assert len(calls) == steps_per_image(5, 2, 4) == 12
+    # 3 sample batches x 4 steps x tiles: 1 untiled; 30 x 22 with tiles of 16 + 4 = 20 px at most
+    # 16 apart -> starts (0, 10) x (0, 2) = 4
+    tiles = 1 if tile == 0 else 4
+    assert sum(calls) == tile_evaluations(scripted, 30, 22) == 3 * 4 * tiles
 
 
 def test_mean_and_std_summarise_the_samples(traced) -> None:

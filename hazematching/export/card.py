@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..checkpoint import Checkpoint
 from ..config import SamplingConfig
+from ..data.normalization import EPS
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
 
 
@@ -22,15 +23,13 @@ def model_card(
     sampling: SamplingConfig,
     channel_names: list[str],
     parameters: int,
-    std_scale: float,
-    std_offset: float,
 ) -> str:
     """Markdown text of the package README, with the `## Validation` section the zoo asks for."""
     config, norm = checkpoint.config, checkpoint.normalization
     history = checkpoint.history
     last_val = f"{history[-1]['val_loss']:.4f} at step {history[-1]['step']}" if history else "n/a"
     best_val = f"{checkpoint.best_val_loss:.4f}" if checkpoint.best_val_loss is not None else "n/a"
-    calibrated = (std_scale, std_offset) != (1.0, 0.0)
+    calibration = checkpoint.calibration
     metrics = recipe.card.metrics or (
         "No held-out image metrics were recorded for this package. Measure them on your own "
         "paired data before relying on the output."
@@ -52,9 +51,13 @@ def model_card(
         f"{sampling.samples} samples (seed {sampling.seed}); `mmse` is their mean and `std` their "
         "standard deviation"
         + (
-            f", calibrated as {std_scale:.4g} x std + {std_offset:.4g}"
-            if calibrated
-            else " (not calibrated)"
+            f", calibrated as {calibration.std_scale:.4g} x std + "
+            f"{calibration.std_offset * (norm.target_std + EPS):.4g} (target intensities; "
+            f"fitted on {calibration.source or 'validation data'}: expected normalised "
+            f"calibration error {calibration.error_before:.3f} before, "
+            f"{calibration.error_after:.3f} after)"
+            if calibration
+            else " (not calibrated: run `hazematching calibrate` before exporting)"
         )
         + ". The noise is computed inside the model from an integer hash of (seed, sample, "
         "pixel), so the output is the same every time and on every device.",

@@ -43,18 +43,26 @@ class PackageFiles:
     documentation: Path
 
 
-def _space_axes_in(multiple: int) -> list[v0_5.SpaceInputAxis]:
-    size = v0_5.ParameterizedSize(min=multiple, step=multiple)
+def minimum_input_size(multiple: int, halo: int) -> int:
+    """Smallest declared input side: a multiple of the network's that exceeds twice the halo."""
+    return multiple * (2 * halo // multiple + 1)
+
+
+def _space_axes_in(multiple: int, halo: int) -> list[v0_5.SpaceInputAxis]:
+    size = v0_5.ParameterizedSize(min=minimum_input_size(multiple, halo), step=multiple)
     return [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=size) for a in ("y", "x")]
 
 
-def _space_axes_out() -> list[v0_5.SpaceOutputAxis]:
-    return [
-        v0_5.SpaceOutputAxis(
-            id=v0_5.AxisId(a), size=v0_5.SizeReference(tensor_id=INPUT_ID, axis_id=v0_5.AxisId(a))
-        )
-        for a in ("y", "x")
-    ]
+def _space_axes_out(halo: int) -> list[v0_5.SpaceOutputAxis | v0_5.SpaceOutputAxisWithHalo]:
+    """Output y, x: the input's size; `halo` pixels per side are cropped from consumer tiles."""
+    axes: list[v0_5.SpaceOutputAxis | v0_5.SpaceOutputAxisWithHalo] = []
+    for name in ("y", "x"):
+        size = v0_5.SizeReference(tensor_id=INPUT_ID, axis_id=v0_5.AxisId(name))
+        if halo:
+            axes.append(v0_5.SpaceOutputAxisWithHalo(id=v0_5.AxisId(name), size=size, halo=halo))
+        else:
+            axes.append(v0_5.SpaceOutputAxis(id=v0_5.AxisId(name), size=size))
+    return axes
 
 
 def build_description(
@@ -68,6 +76,7 @@ def build_description(
     sample_output: Path,
     architecture_kwargs: dict[str, Any],
     output_range: float,
+    halo: int,
 ) -> v0_5.ModelDescr:
     """The complete model description; file descriptors hash the files as they are now."""
     norm = checkpoint.normalization
@@ -82,7 +91,7 @@ def build_description(
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[v0_5.Identifier("widefield")]),
-            *_space_axes_in(multiple),
+            *_space_axes_in(multiple, halo),
         ],
         test_tensor=v0_5.FileDescr(source=files.test_input),
         sample_tensor=v0_5.FileDescr(source=files.sample_input),
@@ -103,7 +112,7 @@ def build_description(
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channel_names]),
-            *_space_axes_out(),
+            *_space_axes_out(halo),
         ],
         test_tensor=v0_5.FileDescr(source=test_output),
         sample_tensor=v0_5.FileDescr(source=sample_output),
@@ -156,12 +165,19 @@ def build_description(
         weights=weights,
         config=v0_5.Config(
             bioimageio=v0_5.BioimageioConfig(reproducibility_tolerance=[tolerance]),
+            # the sampler tiles and blends inside the model; deepImageJ's own tiling would cut
+            # the image into blocks sampled independently, with visible seams
+            deepimagej={"allow_tiling": False},
             hazematching={
                 "version": __version__,
                 "training": checkpoint.config.model_dump(mode="json"),
                 "normalization": norm.model_dump(mode="json"),
                 "sampling": sampling.model_dump(mode="json"),
-                "calibration": {"std_scale": 1.0, "std_offset": 0.0},
+                "calibration": (
+                    checkpoint.calibration.model_dump(mode="json")
+                    if checkpoint.calibration
+                    else None
+                ),
                 "step": checkpoint.step,
             },
         ),

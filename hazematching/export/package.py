@@ -29,7 +29,7 @@ from ..model import count_parameters, unet_kwargs
 from ..predict import build_sampler, output_channel_names, predict_planes, trained_model_from
 from .card import model_card
 from .cover import write_cover
-from .description import PackageFiles, build_description, reference_output
+from .description import PackageFiles, build_description, minimum_input_size, reference_output
 from .recipe import ExportRecipe, default_recipe
 
 
@@ -117,6 +117,14 @@ def export_package(
     hazy = _centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
     channel_names = output_channel_names(sampling)
     tile, overlap = sampling.tiling(checkpoint.config.patch_size)
+    halo = tile // 4 if recipe.halo is None else recipe.halo
+    smallest = minimum_input_size(multiple, halo)
+    if hazy.shape[-1] < smallest:
+        raise HazeMatchingError(
+            f"the {hazy.shape[-1]} px test tensor is smaller than the package's minimum input "
+            f"size {smallest} (halo {halo}); raise test_size or lower halo",
+            source,
+        )
     sampler_kwargs = {
         "steps": sampling.steps,
         "samples": sampling.samples,
@@ -125,6 +133,8 @@ def export_package(
         "size_multiple": multiple,
         "tile": tile,
         "overlap": overlap,
+        "std_scale": checkpoint.calibration.std_scale if checkpoint.calibration else 1.0,
+        "std_offset": checkpoint.calibration.std_offset if checkpoint.calibration else 0.0,
         "keep_samples": sampling.keep_samples,
     }
 
@@ -162,8 +172,6 @@ def export_package(
                 sampling,
                 channel_names,
                 count_parameters(model.velocity),
-                1.0,
-                0.0,
             )
         )
         architecture_kwargs = {
@@ -183,6 +191,7 @@ def export_package(
                 sample_output=sample_output,
                 architecture_kwargs=architecture_kwargs,
                 output_range=float(output.max() - output.min()),
+                halo=halo,
             )
 
         # bioimageio.core computes the test output from the description itself, so the package

@@ -84,8 +84,14 @@ class ExportRecipe(StrictModel):
     seed: int = Field(0, ge=0, lt=2**31)
     batch_size: int = Field(8, ge=1, description="samples integrated together")
     with_samples: bool = Field(False, description="also output every sample as a channel")
-    tile: int | None = Field(None, ge=0, description="velocity tile side; default: patch size")
-    overlap: int | None = Field(None, ge=0, description="tile overlap; default: tile // 8")
+    tile: int | None = Field(None, ge=0, description="tile stride; default: patch size")
+    overlap: int | None = Field(None, ge=0, description="tile overlap; default as in predict")
+    halo: int | None = Field(
+        None,
+        ge=0,
+        description="pixels cropped from each side of the blocks of consumers that tile the "
+        "image themselves; default: tile // 4",
+    )
     test_image: Path | None = Field(
         None, description="hazy TIFF for the test tensors and cover (relative to the recipe)"
     )

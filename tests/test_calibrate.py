@@ -1,0 +1,84 @@
+"""`calibrate` on a real (tiny) checkpoint: stored, used by predict and export, reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+
+from hazematching.calibrate import calibrate
+from hazematching.checkpoint import load_checkpoint
+from hazematching.config import SamplingConfig
+from hazematching.errors import HazeMatchingError
+from hazematching.export.package import export_package
+from hazematching.export.recipe import default_recipe
+from hazematching.predict import build_sampler, load_trained_model, predict_planes
+from hazematching.train import TrainResult
+
+SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def calibrated(trained: TrainResult, sim_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the tiny checkpoint, calibrated on the validation split."""
+    path = tmp_path_factory.mktemp("cal") / "best.pt"
+    shutil.copyfile(trained.best, path)
+    return calibrate(path, sim_dir, sampling=SAMPLING, bins=8, progress=False)
+
+
+def test_calibration_is_stored_and_reported(calibrated) -> None:
+    stored = load_checkpoint(calibrated.checkpoint).calibration
+    assert stored == calibrated.calibration
+    assert stored.std_scale > 0 and stored.bins == 8 and "val" in stored.source
+    assert stored.error_after <= stored.error_before
+    for name in ("calibration.png", "calibration_error.png"):
+        assert (calibrated.report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    numbers = json.loads((calibrated.report / "calibration.json").read_text())
+    assert len(numbers["bins"]["calibrated"]["rmse"]) == 8
+    assert numbers["calibration"]["std_scale"] == stored.std_scale
+
+
+def test_predict_applies_the_calibration(calibrated, sim_dir: Path) -> None:
+    model = load_trained_model(calibrated.checkpoint)
+    hazy = tifffile.imread(sorted((sim_dir / "test").glob("*.tif"))[0])[1:2]
+    cpu = torch.device("cpu")
+    raw = predict_planes(model, build_sampler(model, SAMPLING, cpu, calibrated=False), hazy)
+    cal = predict_planes(model, build_sampler(model, SAMPLING, cpu), hazy)
+    c, unit = model.calibration, model.normalization.target_std + 1e-6
+    np.testing.assert_allclose(cal.std, c.std_scale * raw.std + c.std_offset * unit, rtol=1e-4)
+    np.testing.assert_array_equal(cal.mmse, raw.mmse)
+
+
+def test_export_carries_the_calibrated_std(calibrated, tmp_path: Path) -> None:
+    recipe = default_recipe().model_copy(update={"samples": 3, "steps": 2, "test_size": 32})
+    result = export_package(calibrated.checkpoint, tmp_path / "model.zip", recipe)
+    with zipfile.ZipFile(result.path) as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        card = archive.read(rdf["documentation"]["source"]).decode()
+    stored = rdf["config"]["hazematching"]["calibration"]
+    assert stored["std_scale"] == calibrated.calibration.std_scale
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["std_scale"] == (
+        calibrated.calibration.std_scale
+    )
+    assert "calibrated as" in card and "not calibrated" not in card
+
+
+def test_bad_calibration_input(calibrated, sim_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(HazeMatchingError, match="at least 2 samples"):
+        calibrate(calibrated.checkpoint, sim_dir, sampling=SamplingConfig(samples=1))
+    hazy_only = tmp_path / "hazy_only"
+    hazy_only.mkdir()
+    tifffile.imwrite(hazy_only / "a.tif", np.ones((32, 32), np.float32))
+    before = calibrated.checkpoint.read_bytes()
+    with pytest.raises(HazeMatchingError, match=r"a\.tif"):
+        calibrate(calibrated.checkpoint, hazy_only, sampling=SAMPLING, progress=False)
+    with pytest.raises(HazeMatchingError, match="too few"):
+        calibrate(calibrated.checkpoint, sim_dir, sampling=SAMPLING, bins=10**6, progress=False)
+    assert calibrated.checkpoint.read_bytes() == before  # nothing rewritten on failure
