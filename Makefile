@@ -19,6 +19,7 @@ demo: setup
 	$(BIN)/hazematching simulate $(DEMO)/data --pairs 32 --size 64 --seed 0
 	$(BIN)/hazematching train $(DEMO)/data --out $(DEMO)/run --steps 60 --patch-size 64 \
 		--batch-size 8 --width 32 --channel-mult 1,2 --seed 0
+	$(BIN)/hazematching calibrate $(DEMO)/run/best.pt $(DEMO)/data --samples 8 --steps 10 --bins 10
 	$(BIN)/hazematching predict $(DEMO)/run/best.pt $(DEMO)/data/test/*.tif --out $(DEMO)/pred \
 		--samples 4 --steps 20 --seed 0 --channel 1
 	$(BIN)/hazematching export $(DEMO)/run/best.pt --out $(DEMO)/model.zip --recipe packaging/example.toml

@@ -13,6 +13,8 @@ configuration objects:
 
 __version__ = "0.1.0"
 
+from .calibrate import calibrate
+from .calibration import Calibration
 from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
 from .data.simulate import simulate
 from .errors import HazeMatchingError
@@ -22,12 +24,14 @@ from .predict import load_trained_model, predict, predict_planes
 from .train import train
 
 __all__ = [
+    "Calibration",
     "ExportRecipe",
     "HazeMatchingError",
     "NetworkConfig",
     "SamplingConfig",
     "SimulationConfig",
     "TrainConfig",
+    "calibrate",
     "export_package",
     "load_recipe",
     "load_trained_model",

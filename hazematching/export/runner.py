@@ -69,8 +69,12 @@ def run_package(
     ) as pipeline:
         for plane in planes:
             tensor = Tensor.from_numpy(plane[None, None], dims=("batch", "channel", "y", "x"))
+            # the model pads, tiles and crops by itself: padding by the halo here would shift
+            # the noise's pixel coordinates and change the samples
             sample = pipeline.predict_sample_without_blocking(
-                create_sample_for_model(descr, inputs={input_id: tensor}, sample_id="image")
+                create_sample_for_model(descr, inputs={input_id: tensor}, sample_id="image"),
+                skip_input_padding=True,
+                skip_output_cropping=True,
             )
             result = sample.members[output_id].transpose(["batch", "channel", "y", "x"])
             outputs.append(np.asarray(result.data[0], dtype=np.float32))
