@@ -25,6 +25,7 @@ from hazematching.config import SamplingConfig, SimulationConfig
 from hazematching.data.simulate import simulate_pair
 from hazematching.metrics import seam_ratio
 from hazematching.predict import TrainedModel, build_sampler, load_trained_model, predict_planes
+from hazematching.sampling import tile_edges
 
 
 def _samples(model: TrainedModel, hazy: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
@@ -34,9 +35,7 @@ def _samples(model: TrainedModel, hazy: np.ndarray, sampling: SamplingConfig) ->
 
 def _edges(model: TrainedModel, size: int, tile: int, overlap: int) -> list[int]:
     sampling = SamplingConfig(tile=tile, overlap=overlap)
-    sampler = build_sampler(model, sampling, torch.device("cpu"))
-    span = sampler.span()
-    return sorted({b for s in sampler.tile_starts(size) for b in (s, s + span) if 0 < b < size})
+    return tile_edges(build_sampler(model, sampling, torch.device("cpu")), size)
 
 
 def tiling_seams(

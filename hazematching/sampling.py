@@ -419,3 +419,9 @@ def tile_evaluations(sampler: torch.jit.ScriptModule, height: int, width: int) -
     padded_h, padded_w = -(-height // m) * m, -(-width // m) * m
     tiles = len(sampler.tile_starts(padded_h)) * len(sampler.tile_starts(padded_w))
     return -(-sampler.samples // sampler.batch_size) * sampler.steps * tiles
+
+
+def tile_edges(sampler: torch.jit.ScriptModule, size: int) -> list[int]:
+    """Positions inside [1, size) where a tile starts or ends along a side of `size` pixels."""
+    span = sampler.span()
+    return sorted({b for s in sampler.tile_starts(size) for b in (s, s + span) if 0 < b < size})

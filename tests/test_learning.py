@@ -17,6 +17,7 @@ from hazematching.data.dataset import load_pairs
 from hazematching.data.simulate import simulate, simulate_pair
 from hazematching.metrics import range_invariant_psnr, seam_ratio
 from hazematching.predict import TrainedModel, build_sampler, load_trained_model, predict_planes
+from hazematching.sampling import tile_edges
 from hazematching.train import train
 
 pytestmark = pytest.mark.slow
@@ -71,7 +72,7 @@ def _samples(model: TrainedModel, hazy: np.ndarray, **sampling: object) -> np.nd
 def test_tiled_samples_have_no_seams_where_pasted_tiles_do(learned) -> None:
     model, _ = learned
     size = 256
-    tiled, pasted, edges = [], [], []
+    tiled, pasted = [], []
     for index in range(3):  # seeds apart from the training simulation (seed 1)
         hazy = simulate_pair(SimulationConfig(pairs=1, size=size, seed=100 + index), 0).widefield
         tiled.append(_samples(model, hazy, tile=TILE))
@@ -84,8 +85,7 @@ def test_tiled_samples_have_no_seams_where_pasted_tiles_do(learned) -> None:
             naive[:, row : row + TILE, col : col + TILE] = _samples(model, crop, tile=0, seed=k)
         pasted.append(naive)
     sampler = build_sampler(model, SamplingConfig(tile=TILE), torch.device("cpu"))
-    span = sampler.span()  # tile + overlap
-    edges = sorted({b for s in sampler.tile_starts(size) for b in (s, s + span) if 0 < b < size})
+    edges = tile_edges(sampler, size)
     ours = seam_ratio(np.stack(tiled), edges, edges)
     naive_edges = list(range(TILE, size, TILE))
     theirs = seam_ratio(np.stack(pasted), naive_edges, naive_edges)

@@ -13,6 +13,7 @@ from hazematching.sampling import (
     EulerSampler,
     run_with_progress,
     script_sampler,
+    tile_edges,
     tile_evaluations,
 )
 
@@ -82,6 +83,8 @@ def test_progress_driver_is_bitwise_identical(traced, tile: int) -> None:
     # 3 sample batches x 4 steps x tiles: 1 untiled; 30 x 22 with tiles of 16 + 4 = 20 px at most
     # 16 apart -> starts (0, 10) x (0, 2) = 4
     tiles = 1 if tile == 0 else 4
+    if tile:
+        assert tile_edges(scripted, 30) == [10, 20] and tile_edges(scripted, 22) == [2, 20]
     assert sum(calls) == tile_evaluations(scripted, 30, 22) == 3 * 4 * tiles
 
 
