@@ -132,6 +132,14 @@ def train(
     patch_size: int = typer.Option(None, help=f"patch side {_default(TrainConfig, 'patch_size')}"),
     batch_size: int = typer.Option(None, help=f"batch size {_default(TrainConfig, 'batch_size')}"),
     lr: float = typer.Option(None, help=f"learning rate {_default(TrainConfig, 'learning_rate')}"),
+    method: str = typer.Option(
+        None,
+        help="hazematching (the guided flow), or the baselines indi and unet (MSE point "
+        f"predictor) {_default(TrainConfig, 'method')}",
+    ),
+    indi_noise: float = typer.Option(
+        None, help=f"InDI start noise (z-scores) {_default(TrainConfig, 'indi_noise')}"
+    ),
     time_grid: int = typer.Option(
         None, help=f"size T of the training time grid {_default(TrainConfig, 'time_grid')}"
     ),
@@ -156,7 +164,7 @@ def train(
     resume: bool = typer.Option(False, help="continue the run in --out from its last.pt"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Train the guided flow on paired images; writes best.pt and last.pt to --out."""
+    """Train on paired images (HazeMatching or a baseline); writes best.pt and last.pt to --out."""
     from .train import train as run
 
     base: dict[str, Any] = {}
@@ -179,6 +187,8 @@ def train(
         patch_size=patch_size,
         batch_size=batch_size,
         learning_rate=lr,
+        method=method,
+        indi_noise=indi_noise,
         time_grid=time_grid,
         ema_decay=ema_decay,
         val_every=val_every,

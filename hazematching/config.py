@@ -7,7 +7,12 @@ wrote to disk.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Method = Literal["hazematching", "indi", "unet"]
+METHODS: tuple[str, ...] = ("hazematching", "indi", "unet")
 
 
 class StrictModel(BaseModel):
@@ -91,8 +96,21 @@ class NetworkConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Everything that determines a training run."""
+    """Everything that determines a training run.
 
+    `method` picks what is learned with the same network and the same loss (the velocity from a
+    start x_0 to the target, regressed along the straight path between them):
+    - "hazematching": x_0 is Gaussian noise, the hazy image guides (the paper's method);
+    - "indi": x_0 is the hazy image plus `indi_noise` x Gaussian noise (InDI, Delbracio and
+      Milanfar 2023); sampled with 1 step it is a point predictor, with more steps iterative;
+    - "unet": x_0 is the hazy image and only t = 0 is trained: a U-Net regressing the residual
+      target - hazy with the MSE, i.e. a plain point predictor.
+    """
+
+    method: Method = Field("hazematching", description="what is learned (see the class doc)")
+    indi_noise: float = Field(
+        0.1, ge=0.0, description="InDI only: std of the noise added to the hazy start (z-scores)"
+    )
     steps: int = Field(1000, ge=1, description="total optimizer steps")
     patch_size: int = Field(128, ge=8)
     batch_size: int = Field(16, ge=1)
@@ -109,6 +127,21 @@ class TrainConfig(StrictModel):
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     network: NetworkConfig = NetworkConfig()
+
+    @property
+    def start_input(self) -> float:
+        """Weight of the hazy image in the start state x_0."""
+        return 0.0 if self.method == "hazematching" else 1.0
+
+    @property
+    def start_noise(self) -> float:
+        """Standard deviation of the Gaussian noise in the start state x_0."""
+        return {"hazematching": 1.0, "indi": self.indi_noise, "unet": 0.0}[self.method]
+
+    @property
+    def times(self) -> int:
+        """Size of the grid training times are drawn from (only t = 0 for the U-Net)."""
+        return 1 if self.method == "unet" else self.time_grid
 
     @model_validator(mode="after")
     def _patch_fits_network(self) -> TrainConfig:

@@ -1,9 +1,10 @@
 """The guided conditional flow matching objective (eq. 11 and 15, Algorithm 1 of the paper).
 
-x_t = (1 - t) x_0 + t x_1 interpolates from Gaussian noise x_0 to the clean target x_1 (torchcfm's
+x_t = (1 - t) x_0 + t x_1 interpolates from the start x_0 to the clean target x_1 (torchcfm's
 `ConditionalFlowMatcher` with sigma = 0); the network sees [x_t, hazy] and regresses the target
-velocity x_1 - x_0. Times are drawn from the grid {0, 1/T, ..., (T-1)/T}: exactly the times at
-which the Euler sampler with T steps evaluates the network.
+velocity x_1 - x_0. For HazeMatching x_0 is Gaussian noise; the baselines start from the hazy
+image (see `TrainConfig`). Times are drawn from the grid {0, 1/T, ..., (T-1)/T}: exactly the
+times at which the Euler sampler with T steps evaluates the network.
 """
 
 from __future__ import annotations
@@ -20,15 +21,22 @@ def draw_times(generator: torch.Generator, batch: int, grid: int) -> Tensor:
 
 
 class GuidedFlowMatching:
-    """Computes the loss of eq. 15 for a batch of (hazy, target) patches."""
+    """Computes the loss of eq. 15 for a batch of (hazy, target) patches.
 
-    def __init__(self) -> None:
+    The start state is x_0 = start_input * hazy + start_noise * noise: (0, 1) is the paper's
+    method, (1, sigma) InDI, (1, 0) a residual U-Net.
+    """
+
+    def __init__(self, start_input: float = 0.0, start_noise: float = 1.0) -> None:
         self.matcher = ConditionalFlowMatcher(sigma=0.0)
+        self.start_input = start_input
+        self.start_noise = start_noise
 
     def loss(
         self, net: nn.Module, hazy: Tensor, target: Tensor, noise: Tensor, t: Tensor
     ) -> Tensor:
         """Mean squared error between v_theta(t, [x_t, hazy]) and x_1 - x_0."""
-        t, x_t, u_t = self.matcher.sample_location_and_conditional_flow(noise, target, t)
+        start = self.start_input * hazy + self.start_noise * noise
+        t, x_t, u_t = self.matcher.sample_location_and_conditional_flow(start, target, t)
         velocity = net(t, torch.cat([x_t, hazy], dim=1))
         return torch.mean((velocity - u_t) ** 2)

@@ -81,6 +81,39 @@ def trained_model_from(checkpoint: Checkpoint, source: Path) -> TrainedModel:
     )
 
 
+def method_sampling(config: TrainConfig, sampling: SamplingConfig) -> SamplingConfig:
+    """The sampling settings a model of this method supports.
+
+    The U-Net baseline is trained at t = 0 only and starts without noise: one step and one
+    sample, whatever was asked for. Every other method samples as asked.
+    """
+    if config.method == "unet":
+        return sampling.model_copy(update={"steps": 1, "samples": 1})
+    return sampling
+
+
+def sampler_kwargs(
+    config: TrainConfig, sampling: SamplingConfig, calibration: Calibration | None
+) -> dict[str, object]:
+    """Keyword arguments of `EulerSampler` (plain data) for a model and sampling settings."""
+    sampling = method_sampling(config, sampling)
+    tile, overlap = sampling.tiling(config.patch_size)
+    return {
+        "steps": sampling.steps,
+        "samples": sampling.samples,
+        "seed": sampling.seed,
+        "batch_size": sampling.batch_size,
+        "size_multiple": config.network.size_multiple,
+        "tile": tile,
+        "overlap": overlap,
+        "std_scale": calibration.std_scale if calibration else 1.0,
+        "std_offset": calibration.std_offset if calibration else 0.0,
+        "keep_samples": sampling.keep_samples,
+        "start_input": config.start_input,
+        "start_noise": config.start_noise,
+    }
+
+
 def build_sampler(
     model: TrainedModel, sampling: SamplingConfig, device: torch.device, *, calibrated: bool = True
 ) -> torch.jit.ScriptModule:
@@ -89,21 +122,11 @@ def build_sampler(
     The std is calibrated with the model's stored calibration unless `calibrated` is False
     (which fitting a calibration needs).
     """
-    tile, overlap = sampling.tiling(model.config.patch_size)
     calibration = model.calibration if calibrated else None
     try:
         sampler = EulerSampler(
             trace_velocity(model.velocity, model.config.patch_size),
-            steps=sampling.steps,
-            samples=sampling.samples,
-            seed=sampling.seed,
-            batch_size=sampling.batch_size,
-            size_multiple=model.config.network.size_multiple,
-            tile=tile,
-            overlap=overlap,
-            std_scale=calibration.std_scale if calibration else 1.0,
-            std_offset=calibration.std_offset if calibration else 0.0,
-            keep_samples=sampling.keep_samples,
+            **sampler_kwargs(model.config, sampling, calibration),
         )
     except ValueError as error:
         raise HazeMatchingError(str(error)) from error
@@ -202,8 +225,8 @@ def predict(
                 written.append(out_dir / f"{name}.tif")
         settings: dict[str, object] = {"package": True}
     else:
-        sampling = sampling or SamplingConfig()
         model = load_trained_model(model_path)
+        sampling = method_sampling(model.config, sampling or SamplingConfig())
         sampler = build_sampler(model, sampling, resolve_device(device))
         channel_names = output_channel_names(sampling)
         out_dir.mkdir(parents=True, exist_ok=True)

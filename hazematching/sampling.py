@@ -1,7 +1,8 @@
 """Posterior sampling (Algorithm 2 of the paper) as TorchScript-compatible modules.
 
-`EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from Gaussian noise at t = 0 to an image
-at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean (the MMSE
+`EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from a start state at t = 0 (Gaussian
+noise for HazeMatching; the hazy image, optionally with noise, for the InDI and U-Net baselines)
+to an image at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean (the MMSE
 estimate), the calibrated standard deviation and optionally every sample, stacked on the channel
 axis. The very same scripted module is what `hazematching predict` runs on a checkpoint and what
 the exported BioImage.IO package contains, so both give the same numbers.
@@ -126,6 +127,8 @@ class EulerSampler(nn.Module):
         overlap: pixels (at least) shared by neighbouring tiles, blended with linear ramps.
         std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
         keep_samples: append the K samples after the mean and std channels.
+        start_input, start_noise: the start state is x_0 = start_input * hazy + start_noise *
+            noise; (0, 1) for HazeMatching, (1, sigma) for InDI, (1, 0) for the U-Net.
     """
 
     steps: int
@@ -138,6 +141,8 @@ class EulerSampler(nn.Module):
     std_scale: float
     std_offset: float
     keep_samples: bool
+    start_input: float
+    start_noise: float
 
     def __init__(
         self,
@@ -153,6 +158,8 @@ class EulerSampler(nn.Module):
         std_scale: float = 1.0,
         std_offset: float = 0.0,
         keep_samples: bool = False,
+        start_input: float = 0.0,
+        start_noise: float = 1.0,
     ) -> None:
         super().__init__()
         if steps < 1 or samples < 1 or batch_size < 1 or size_multiple < 1:
@@ -173,6 +180,8 @@ class EulerSampler(nn.Module):
         self.std_scale = std_scale
         self.std_offset = std_offset
         self.keep_samples = keep_samples
+        self.start_input = start_input
+        self.start_noise = start_noise
 
     @property
     def output_channels(self) -> int:
@@ -192,18 +201,24 @@ class EulerSampler(nn.Module):
         return F.pad(hazy, [0, pad_w, 0, pad_h], mode=mode)
 
     @torch.jit.export
-    def initial_noise(self, guide: Tensor, first: int, count: int) -> Tensor:
+    def initial_state(self, guide: Tensor, first: int, count: int) -> Tensor:
         """x_0 for samples first..first+count-1 of every image, ordered (sample, image)."""
         batch, height, width = guide.shape[0], guide.shape[-2], guide.shape[-1]
+        cond = guide.repeat(count, 1, 1, 1)
+        if self.start_noise == 0.0:
+            return cond * self.start_input
         fields: list[Tensor] = []
         for j in range(count):
             fields.append(gaussian_field(self.seed, first + j, 0, 0, height, width, guide.device))
-        noise = torch.stack(fields).to(guide.dtype)
-        return (
-            noise[:, None, None]
+        noise = (
+            torch.stack(fields)
+            .to(guide.dtype)[:, None, None]
             .expand(count, batch, 1, height, width)
             .reshape(count * batch, 1, height, width)
         )
+        if self.start_input == 0.0:
+            return noise * self.start_noise
+        return cond * self.start_input + noise * self.start_noise
 
     @torch.jit.export
     def span(self) -> int:
@@ -348,7 +363,7 @@ class EulerSampler(nn.Module):
         kept: list[Tensor] = []
         for first in range(0, self.samples, self.batch_size):
             count = min(self.batch_size, self.samples - first)
-            x = self.initial_noise(guide, first, count)
+            x = self.initial_state(guide, first, count)
             cond = guide.repeat(count, 1, 1, 1)
             for step in range(self.steps):
                 x = self.euler_step(x, cond, step)
@@ -396,7 +411,7 @@ def run_with_progress(
     kept: list[Tensor] = []
     for first in range(0, sampler.samples, sampler.batch_size):
         count = min(sampler.batch_size, sampler.samples - first)
-        x = sampler.initial_noise(guide, first, count)
+        x = sampler.initial_state(guide, first, count)
         cond = guide.repeat(count, 1, 1, 1)
         passes = sampler.tile_passes(x.shape[-2], x.shape[-1], x.shape[0])
         for step in range(sampler.steps):

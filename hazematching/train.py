@@ -64,8 +64,8 @@ class _Validator:
         self.hazy = torch.from_numpy(hazy)
         self.target = torch.from_numpy(target)
         self.noise = torch.randn(self.target.shape, generator=generator)
-        index = torch.arange(config.val_patches) % config.time_grid
-        self.t = index.to(torch.float32) / config.time_grid
+        index = torch.arange(config.val_patches) % config.times
+        self.t = index.to(torch.float32) / config.times
         self.batch = config.batch_size
         self.device = device
 
@@ -170,7 +170,7 @@ def _train(
         start, history = previous.step, list(previous.history)
         best_val = previous.best_val_loss if previous.best_val_loss is not None else math.inf
     model: nn.Module = DistributedDataParallel(net) if group.world > 1 else net
-    objective = GuidedFlowMatching()
+    objective = GuidedFlowMatching(config.start_input, config.start_noise)
     data = _data_record(Path(data_dir), train_pairs, val_pairs)
 
     def checkpoint(step: int) -> Checkpoint:
@@ -201,7 +201,7 @@ def _train(
             torch.from_numpy(a).to(device) for a in train_sampler.sample(rng, config.batch_size)
         )
         noise = torch.randn(target.shape, generator=generator).to(device)
-        t = draw_times(generator, config.batch_size, config.time_grid).to(device)
+        t = draw_times(generator, config.batch_size, config.times).to(device)
         loss = objective.loss(model, hazy, target, noise, t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -17,6 +17,19 @@ def _training_data(checkpoint: Checkpoint) -> str:
     )
 
 
+def _method_text(checkpoint: Checkpoint) -> str:
+    """One sentence on what the network learned (see `TrainConfig.method`)."""
+    config = checkpoint.config
+    return {
+        "hazematching": "The network defines a guided conditional flow from Gaussian noise to a "
+        "confocal-like image (HazeMatching).",
+        "indi": "The network defines an InDI flow from the widefield image (plus Gaussian noise "
+        f"of std {config.indi_noise} in normalised units) to a confocal-like image.",
+        "unet": "The network is a U-Net trained with the mean squared error to predict the "
+        "confocal image from the widefield image (a point predictor: `std` is zero).",
+    }[config.method]
+
+
 def model_card(
     recipe: ExportRecipe,
     checkpoint: Checkpoint,
@@ -46,8 +59,7 @@ def model_card(
         f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "
         "the confocal training targets.",
         "",
-        f"The network defines a guided conditional flow from Gaussian noise to a confocal-like "
-        f"image. The package integrates it with {sampling.steps} Euler steps for "
+        f"{_method_text(checkpoint)} The package integrates it with {sampling.steps} Euler steps for "
         f"{sampling.samples} samples (seed {sampling.seed}); `mmse` is their mean and `std` their "
         "standard deviation"
         + (
@@ -70,6 +82,7 @@ def model_card(
         "",
         "| setting | value |",
         "| --- | --- |",
+        f"| method | {config.method} |",
         f"| steps | {checkpoint.step} |",
         f"| patch size | {config.patch_size} |",
         f"| batch size | {config.batch_size} |",

@@ -20,12 +20,30 @@ from .. import __version__
 from ..checkpoint import Checkpoint
 from ..config import SamplingConfig
 from ..data.normalization import EPS
+from ..errors import HazeMatchingError
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
 
 INPUT_ID = v0_5.TensorId("hazy")
 OUTPUT_ID = v0_5.TensorId("dehazed")
 RELATIVE_TOLERANCE = 1e-3
 ABSOLUTE_TOLERANCE_FRACTION = 1e-3  # of the test output's value range
+ZOO_TOLERANCE_CAP = 0.01  # bioimageio.spec: absolute tolerance <= 1% of the test output's maximum
+
+
+def absolute_tolerance(output: np.ndarray) -> float:
+    """Absolute reproducibility tolerance of a test output: 0.1% of its value range.
+
+    bioimageio.spec also caps it at 1% of the output's maximum, so an output without positive
+    values cannot be described; that test image is refused with a pointer to a better one.
+    """
+    peak = float(output.max())
+    if peak <= 0:
+        raise HazeMatchingError(
+            f"the test output has no positive values (maximum {peak:.4g}), which BioImage.IO "
+            "cannot check; pick a test image with structure (recipe test_image)"
+        )
+    spread = ABSOLUTE_TOLERANCE_FRACTION * float(output.max() - output.min())
+    return min(max(spread, 1e-12), 0.99 * ZOO_TOLERANCE_CAP * peak)  # 0.99: float rounding
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ def build_description(
     test_output: Path,
     sample_output: Path,
     architecture_kwargs: dict[str, Any],
-    output_range: float,
+    tolerance: float,
     halo: int,
 ) -> v0_5.ModelDescr:
     """The complete model description; file descriptors hash the files as they are now."""
@@ -146,7 +164,7 @@ def build_description(
     )
     tolerance = v0_5.ReproducibilityTolerance(
         relative_tolerance=RELATIVE_TOLERANCE,
-        absolute_tolerance=ABSOLUTE_TOLERANCE_FRACTION * max(output_range, 1e-12),
+        absolute_tolerance=tolerance,
         mismatched_elements_per_million=100,
         output_ids=[OUTPUT_ID],
     )

@@ -26,10 +26,23 @@ from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path
 from ..model import count_parameters, unet_kwargs
-from ..predict import build_sampler, output_channel_names, predict_planes, trained_model_from
+from ..predict import (
+    build_sampler,
+    method_sampling,
+    output_channel_names,
+    predict_planes,
+    sampler_kwargs,
+    trained_model_from,
+)
 from .card import model_card
 from .cover import write_cover
-from .description import PackageFiles, build_description, minimum_input_size, reference_output
+from .description import (
+    PackageFiles,
+    absolute_tolerance,
+    build_description,
+    minimum_input_size,
+    reference_output,
+)
 from .recipe import ExportRecipe, default_recipe
 
 
@@ -103,14 +116,17 @@ def export_package(
         raise HazeMatchingError("output folder does not exist", out_path.parent)
     checkpoint = load_checkpoint(checkpoint_path)
     model = trained_model_from(checkpoint, resolve_checkpoint_path(checkpoint_path))
-    sampling = SamplingConfig(
-        samples=recipe.samples,
-        steps=recipe.steps,
-        seed=recipe.seed,
-        batch_size=recipe.batch_size,
-        keep_samples=recipe.with_samples,
-        tile=recipe.tile,
-        overlap=recipe.overlap,
+    sampling = method_sampling(
+        checkpoint.config,
+        SamplingConfig(
+            samples=recipe.samples,
+            steps=recipe.steps,
+            seed=recipe.seed,
+            batch_size=recipe.batch_size,
+            keep_samples=recipe.with_samples,
+            tile=recipe.tile,
+            overlap=recipe.overlap,
+        ),
     )
     multiple = checkpoint.config.network.size_multiple
     image, source = _test_image(recipe, checkpoint)
@@ -125,18 +141,7 @@ def export_package(
             f"size {smallest} (halo {halo}); raise test_size or lower halo",
             source,
         )
-    sampler_kwargs = {
-        "steps": sampling.steps,
-        "samples": sampling.samples,
-        "seed": sampling.seed,
-        "batch_size": sampling.batch_size,
-        "size_multiple": multiple,
-        "tile": tile,
-        "overlap": overlap,
-        "std_scale": checkpoint.calibration.std_scale if checkpoint.calibration else 1.0,
-        "std_offset": checkpoint.calibration.std_offset if checkpoint.calibration else 0.0,
-        "keep_samples": sampling.keep_samples,
-    }
+    kwargs = sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration)
 
     with tempfile.TemporaryDirectory(prefix="hazematching-export-") as tmp:
         folder = Path(tmp)
@@ -176,7 +181,7 @@ def export_package(
         )
         architecture_kwargs = {
             "unet": unet_kwargs(checkpoint.config.network, checkpoint.config.patch_size),
-            **sampler_kwargs,
+            **kwargs,
         }
 
         def describe(output: np.ndarray) -> v0_5.ModelDescr:
@@ -190,7 +195,7 @@ def export_package(
                 test_output=test_output,
                 sample_output=sample_output,
                 architecture_kwargs=architecture_kwargs,
-                output_range=float(output.max() - output.min()),
+                tolerance=absolute_tolerance(output),
                 halo=halo,
             )
 

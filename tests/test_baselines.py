@@ -1,0 +1,108 @@
+"""The learned baselines (InDI, MSE U-Net): their objective, sampling and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from hazematching.config import SamplingConfig
+from hazematching.data.tiff import read_pair
+from hazematching.export.package import export_package
+from hazematching.export.recipe import default_recipe
+from hazematching.flow import GuidedFlowMatching
+from hazematching.model import build_velocity_net
+from hazematching.predict import build_sampler, load_trained_model, predict_planes
+from hazematching.train import TrainResult, train
+from tests.conftest import TINY_NETWORK, tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def unet_run(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    run = tmp_path_factory.mktemp("unet") / "run"
+    return train(sim_dir, run, tiny_train_config(method="unet", steps=40, learning_rate=2e-3, val_every=20), progress=False)
+
+
+@pytest.fixture(scope="module")
+def indi_run(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    run = tmp_path_factory.mktemp("indi") / "run"
+    return train(sim_dir, run, tiny_train_config(method="indi", indi_noise=0.2), progress=False)
+
+
+def _hazy(sim_dir: Path) -> np.ndarray:
+    return read_pair(next((sim_dir / "test").glob("*.tif")))[0][0]
+
+
+def test_unet_objective_is_mse_of_the_residual() -> None:
+    """At t = 0 from the hazy start the loss is || net(0, [hazy, hazy]) - (target - hazy) ||^2."""
+    torch.manual_seed(0)
+    net = build_velocity_net(TINY_NETWORK, 16).eval()
+    hazy, target, noise = torch.randn(3, 2, 1, 16, 16)
+    t = torch.zeros(2)
+    with torch.no_grad():
+        loss = GuidedFlowMatching(start_input=1.0, start_noise=0.0).loss(
+            net, hazy, target, noise, t
+        )
+        expected = torch.mean((net(t, torch.cat([hazy, hazy], 1)) - (target - hazy)) ** 2)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_indi_objective_starts_from_noisy_input() -> None:
+    torch.manual_seed(0)
+    net = build_velocity_net(TINY_NETWORK, 16).eval()
+    hazy, target, noise = torch.randn(3, 2, 1, 16, 16)
+    t = torch.tensor([0.25, 0.5])
+    start = hazy + 0.3 * noise
+    x_t = (1 - t)[:, None, None, None] * start + t[:, None, None, None] * target
+    with torch.no_grad():
+        loss = GuidedFlowMatching(start_input=1.0, start_noise=0.3).loss(
+            net, hazy, target, noise, t
+        )
+        expected = torch.mean((net(t, torch.cat([x_t, hazy], 1)) - (target - start)) ** 2)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_unet_is_a_point_predictor(unet_run: TrainResult, sim_dir: Path) -> None:
+    model = load_trained_model(unet_run.best)
+    assert model.config.method == "unet" and model.config.times == 1
+    hazy = _hazy(sim_dir)
+    # one step and one sample whatever is asked: the network was trained at t = 0 only
+    sampler = build_sampler(model, SamplingConfig(samples=4, steps=5), torch.device("cpu"))
+    assert sampler.steps == 1 and sampler.samples == 1
+    result = predict_planes(model, sampler, hazy[None])
+    assert np.count_nonzero(result.std) == 0
+    assert np.isfinite(result.mmse).all() and not np.allclose(result.mmse, result.mmse.mean())
+
+
+def test_indi_one_and_many_steps(indi_run: TrainResult, sim_dir: Path) -> None:
+    model = load_trained_model(indi_run.best)
+    hazy = _hazy(sim_dir)[None]
+    cpu = torch.device("cpu")
+    one = predict_planes(model, build_sampler(model, SamplingConfig(samples=3, steps=1), cpu), hazy)
+    many = predict_planes(
+        model, build_sampler(model, SamplingConfig(samples=3, steps=4), cpu), hazy
+    )
+    assert not np.allclose(one.mmse, many.mmse)
+    assert (one.std > 0).all() and (many.std > 0).all()  # the start noise makes samples differ
+
+
+def test_unet_exports_and_passes(unet_run: TrainResult, tmp_path: Path) -> None:
+    recipe = default_recipe().model_copy(update={"test_size": 32})
+    result = export_package(unet_run.best, tmp_path / "unet.zip", recipe)
+    assert result.status == "passed"
+    import zipfile
+
+    with zipfile.ZipFile(result.path) as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        card = archive.read("README.md").decode()
+    kwargs = rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]
+    assert (kwargs["steps"], kwargs["samples"], kwargs["start_input"], kwargs["start_noise"]) == (
+        1,
+        1,
+        1.0,
+        0.0,
+    )
+    assert "point predictor" in card
