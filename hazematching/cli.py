@@ -74,6 +74,15 @@ def _int_tuple(text: str | None) -> tuple[int, ...] | None:
         raise HazeMatchingError(f"expected comma-separated integers, got {text!r}") from error
 
 
+def _float_tuple(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise HazeMatchingError(f"expected comma-separated numbers, got {text!r}") from error
+
+
 @app.command()
 @_reports_errors
 def simulate(
@@ -85,6 +94,9 @@ def simulate(
         None, help=f"image side in pixels {_default(SimulationConfig, 'size')}"
     ),
     seed: int = typer.Option(None, help=f"random seed {_default(SimulationConfig, 'seed')}"),
+    split: str = typer.Option(
+        None, help="fractions of pairs for train,val,test, e.g. 0.2,0.4,0.4 [default: 0.8,0.1,0.1]"
+    ),
     thickness: float = typer.Option(
         None, help=f"sample thickness in um {_default(SimulationConfig, 'thickness_um')}"
     ),
@@ -113,6 +125,7 @@ def simulate(
         pairs=pairs,
         size=size,
         seed=seed,
+        split=_float_tuple(split),
         thickness_um=thickness,
         widefield_photons=widefield_photons,
         confocal_photons=confocal_photons,
@@ -280,6 +293,88 @@ def calibrate(
         f"std' = {c.std_scale:.4g} x std + {c.std_offset:.4g} (z-scores); calibration error "
         f"{c.error_before:.3f} -> {c.error_after:.3f}; stored in {result.checkpoint}; "
         f"plots in {result.report}"
+    )
+
+
+@app.command()
+@_reports_errors
+def evaluate(
+    model: Path = typer.Argument(
+        ...,
+        help="checkpoint (.pt) or run folder of any method, package (.zip or folder), or "
+        "Richardson-Lucy model (richardson_lucy.pt)",
+    ),
+    data_dir: Path = typer.Argument(..., help="paired data; its test/ split is used if present"),
+    out: Path = typer.Option(..., "--out", help="report folder (methods accumulate in it)"),
+    name: str = typer.Option(None, help="method name in the report [default: from the model]"),
+    samples: int = typer.Option(
+        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
+    ),
+    steps: int = typer.Option(None, help=f"Euler steps {_default(SamplingConfig, 'steps')}"),
+    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    alexnet_weights: Path = typer.Option(None, help="torchvision AlexNet weights (LPIPS)"),
+    lpips_weights: Path = typer.Option(None, help="LPIPS v0.1 AlexNet linear layers (LPIPS)"),
+    inception_weights: Path = typer.Option(None, help="torchvision Inception-v3 weights (FID)"),
+    bins: int = typer.Option(20, help="bins of predicted std for the calibration check"),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Measure distortion, realism and calibration on held-out pairs; add them to a report."""
+    from .evaluate import PerceptualWeights
+    from .evaluate import evaluate as run
+
+    options = {"samples": samples, "steps": steps, "seed": seed}
+    sampling = (
+        _build(SamplingConfig, {}, **options)
+        if any(v is not None for v in options.values())
+        else None
+    )
+    weights = PerceptualWeights(alexnet_weights, lpips_weights, inception_weights)
+    for line in weights.skipped():
+        typer.echo(line, err=True)
+    result = run(
+        model,
+        data_dir,
+        out,
+        sampling,
+        name=name,
+        weights=weights,
+        bins=bins,
+        device=device or "auto",
+        progress=progress,
+    )
+    mmse = result.overall["mmse"]
+    typer.echo(
+        f"{result.name}: MMSE range-invariant PSNR {mmse['ri_psnr']:.2f} dB (hazy input "
+        f"{result.overall['input']['ri_psnr']:.2f} dB); report {result.summary}"
+    )
+
+
+@app.command("richardson-lucy")
+@_reports_errors
+def richardson_lucy(
+    data_dir: Path = typer.Argument(..., help="paired data; its val/ split picks the iterations"),
+    out: Path = typer.Option(..., "--out", help="folder for richardson_lucy.pt and .json"),
+    psf: Path = typer.Option(
+        None, help="2D PSF TIFF, centred [default: DATA_DIR/widefield_psf.tif of the simulator]"
+    ),
+    max_iterations: int = typer.Option(100, help="iteration counts tried: 1 .. this"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Richardson-Lucy baseline: pick the iteration count on validation pairs, save the model."""
+    from .data.simulate import PSF_FILE
+    from .deconvolution import fit_richardson_lucy
+
+    model = fit_richardson_lucy(
+        psf or Path(data_dir) / PSF_FILE,
+        data_dir,
+        out,
+        max_iterations=max_iterations,
+        progress=progress,
+    )
+    typer.echo(
+        f"{model.iterations} iterations (validation range-invariant PSNR "
+        f"{max(model.curve):.2f} dB); model in {out}"
     )
 
 

@@ -2,10 +2,10 @@
 
 `EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from a start state at t = 0 (Gaussian
 noise for HazeMatching; the hazy image, optionally with noise, for the InDI and U-Net baselines)
-to an image at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean (the MMSE
-estimate), the calibrated standard deviation and optionally every sample, stacked on the channel
-axis. The very same scripted module is what `hazematching predict` runs on a checkpoint and what
-the exported BioImage.IO package contains, so both give the same numbers.
+to an image at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean
+(the MMSE estimate), the calibrated standard deviation and optionally every sample, stacked on
+the channel axis. The very same scripted module is what `hazematching predict` runs on a
+checkpoint and what the exported BioImage.IO package contains, so both give the same numbers.
 
 Inputs and outputs are in normalised units (z-scores of the training statistics); mapping from
 and to intensities happens outside, as BioImage.IO pre- and postprocessing does.

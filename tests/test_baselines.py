@@ -23,7 +23,12 @@ from tests.conftest import TINY_NETWORK, tiny_train_config
 @pytest.fixture(scope="module")
 def unet_run(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     run = tmp_path_factory.mktemp("unet") / "run"
-    return train(sim_dir, run, tiny_train_config(method="unet", steps=40, learning_rate=2e-3, val_every=20), progress=False)
+    return train(
+        sim_dir,
+        run,
+        tiny_train_config(method="unet", steps=40, learning_rate=2e-3, val_every=20),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")

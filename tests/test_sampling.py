@@ -119,17 +119,17 @@ def test_start_state_of_each_method(traced) -> None:
     noise = _sampler(traced).initial_state(guide, 1, 2)
     assert noise.shape == (4, 1, 8, 8)
     assert torch.equal(noise[0], noise[1])  # same sample index: same noise for every image
-    torch.testing.assert_close(_sampler(traced, start_input=1.0, start_noise=0.0).initial_state(
-        guide, 1, 2), guide.repeat(2, 1, 1, 1))
+    torch.testing.assert_close(
+        _sampler(traced, start_input=1.0, start_noise=0.0).initial_state(guide, 1, 2),
+        guide.repeat(2, 1, 1, 1),
+    )
     indi = _sampler(traced, start_input=1.0, start_noise=0.1).initial_state(guide, 1, 2)
     torch.testing.assert_close(indi, guide.repeat(2, 1, 1, 1) + 0.1 * noise)
 
 
 def test_one_step_from_the_input_is_input_plus_velocity(traced) -> None:
     hazy = torch.randn(1, 1, 16, 16)
-    sampler = script_sampler(
-        _sampler(traced, steps=1, samples=1, start_input=1.0, start_noise=0.0)
-    )
+    sampler = script_sampler(_sampler(traced, steps=1, samples=1, start_input=1.0, start_noise=0.0))
     with torch.no_grad():
         out = sampler(hazy)
         expected = hazy + traced(torch.zeros(1), torch.cat([hazy, hazy], dim=1))

@@ -25,6 +25,7 @@ from .render import axial_offsets, render_focal_plane
 from .tiff import INPUT_CHANNEL, TARGET_CHANNEL, write_tiff
 
 SPLITS = ("train", "val", "test")
+PSF_FILE = "widefield_psf.tif"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,21 @@ def simulate_pair(config: SimulationConfig, index: int) -> SimulatedPair:
     )
 
 
+def effective_widefield_psf(config: SimulationConfig) -> np.ndarray:
+    """The 2D widefield PSF of a sample spread evenly over the simulated depth, centred.
+
+    A sample with the same content in every plane images at the focal plane as that content
+    convolved with the sum of the widefield PSF over the planes' defocus, so this is the PSF a
+    2D deconvolution (Richardson-Lucy) can use for the simulated haze. It sums to 1; the optical
+    axis is at pixel (size // 2, size // 2).
+    """
+    widefield, _ = _psfs(config, config.size)
+    focal = config.planes // 2
+    index = np.arange(config.planes) - focal + config.planes - 1
+    psf = widefield[index].sum(axis=0)
+    return np.fft.fftshift(psf / psf.sum()).astype(np.float32)
+
+
 def assign_splits(config: SimulationConfig) -> list[str]:
     """Split name of every pair; val and test get at least one pair each when asked for."""
     n = config.pairs
@@ -92,7 +108,8 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
     """Write `config.pairs` paired TIFFs into out_dir/{train,val,test} and a parameter JSON.
 
     Each TIFF has shape (2, size, size), channel 0 = confocal target, channel 1 = widefield
-    input. Returns the path of `simulation.json`, which records every parameter, the version,
+    input; `widefield_psf.tif` holds the effective 2D widefield PSF (for deconvolution).
+    Returns the path of `simulation.json`, which records every parameter, the version,
     and the file, split and seed of every pair.
     """
     out_dir = Path(out_dir)
@@ -113,6 +130,7 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
         records.append(
             {"file": relative.as_posix(), "split": splits[index], "seed": [config.seed, index]}
         )
+    write_tiff(out_dir / PSF_FILE, effective_widefield_psf(config), "YX")
     manifest = out_dir / "simulation.json"
     write_json(
         manifest,

@@ -59,9 +59,9 @@ def model_card(
         f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "
         "the confocal training targets.",
         "",
-        f"{_method_text(checkpoint)} The package integrates it with {sampling.steps} Euler steps for "
-        f"{sampling.samples} samples (seed {sampling.seed}); `mmse` is their mean and `std` their "
-        "standard deviation"
+        f"{_method_text(checkpoint)} The package integrates it with {sampling.steps} Euler "
+        f"steps for {sampling.samples} samples (seed {sampling.seed}); `mmse` is their mean and "
+        "`std` their standard deviation"
         + (
             f", calibrated as {calibration.std_scale:.4g} x std + "
             f"{calibration.std_offset * (norm.target_std + EPS):.4g} (target intensities; "

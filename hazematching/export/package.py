@@ -132,7 +132,7 @@ def export_package(
     image, source = _test_image(recipe, checkpoint)
     hazy = _centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
     channel_names = output_channel_names(sampling)
-    tile, overlap = sampling.tiling(checkpoint.config.patch_size)
+    tile, _ = sampling.tiling(checkpoint.config.patch_size)
     halo = tile // 4 if recipe.halo is None else recipe.halo
     smallest = minimum_input_size(multiple, halo)
     if hazy.shape[-1] < smallest:

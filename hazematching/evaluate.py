@@ -1,0 +1,412 @@
+"""`hazematching evaluate`: distortion, realism and calibration of a method on held-out pairs.
+
+Every method (HazeMatching, InDI, U-Net, Richardson-Lucy, or an exported package) is run on
+the test pairs of DATA_DIR (`test/` if it exists) and measured the same way:
+
+- distortion of the MMSE: range-invariant PSNR, MS-SSIM after the same affine fit, MicroMS3IM,
+  and the Fourier ring correlation resolution at the 1/7 and 0.5 thresholds;
+- single samples: range-invariant PSNR, and realism on 64 x 64 patches of percentile-normalised
+  images: GMSD, the distance of radially averaged log power spectra and, given local weight
+  files, LPIPS and FID (pooled over all test patches);
+- calibration on the test pixels (methods with a std): expected normalised calibration error of
+  the raw std and of the std calibrated with the stored calibration, and their plot.
+
+Each run writes `methods/<name>.json` and `.md` and per-image figures into the report folder
+and then rebuilds, from every method evaluated into that folder, `summary.md`, `summary.json`
+and the perception-distortion plots. Everything is computed before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .calibration import bin_by_std, calibration_error
+from .config import SamplingConfig
+from .data.dataset import load_pairs
+from .errors import HazeMatchingError
+from .fileio import write_json, write_text
+from .metrics import range_invariant_psnr
+from .perceptual import InceptionFeatures, Lpips, frechet_distance
+from .plots import calibration_plot, image_row, perception_distortion_plot
+from .resolution import fourier_ring_correlation
+from .restorers import Restoration, Restorer, load_restorer
+from .similarity import (
+    gmsd,
+    micro_ms3im,
+    patch_mean,
+    patches,
+    percentile_normalize,
+    range_invariant_ms_ssim,
+    spectral_distance,
+)
+
+METHODS_FOLDER = "methods"
+SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class PerceptualWeights:
+    """Local weight files for LPIPS (AlexNet + linear layers) and FID (Inception-v3)."""
+
+    alexnet: Path | None = None
+    lpips: Path | None = None
+    inception: Path | None = None
+
+    def skipped(self) -> list[str]:
+        """One line per metric that will not be computed, saying what it needs."""
+        lines = []
+        if self.alexnet is None or self.lpips is None:
+            lines.append(
+                "LPIPS not computed: pass --alexnet-weights (torchvision alexnet-owt-7be5be79.pth)"
+                " and --lpips-weights (lpips v0.1 alex.pth)"
+            )
+        if self.inception is None:
+            lines.append(
+                "FID not computed: pass --inception-weights (torchvision "
+                "inception_v3_google-0cc3c7bd.pth)"
+            )
+        return lines
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Where the method's numbers went, and its overall numbers."""
+
+    name: str
+    method_json: Path
+    summary: Path
+    overall: dict[str, Any]
+
+
+def evaluation_folder(data_dir: Path) -> Path:
+    """The test split of a simulated/prepared data folder, or the folder itself."""
+    data_dir = Path(data_dir)
+    return data_dir / "test" if (data_dir / "test").is_dir() else data_dir
+
+
+def _image_names(sources: list[Path]) -> list[str]:
+    names, seen = [], {}
+    for source in sources:
+        index = seen.get(source, 0)
+        seen[source] = index + 1
+        names.append(source.stem if sources.count(source) == 1 else f"{source.stem}_z{index}")
+    return names
+
+
+def _realism(target: np.ndarray, image: np.ndarray, lpips: Lpips | None) -> dict[str, float]:
+    """Patch-averaged realism distances of one image to its target (percentile-normalised)."""
+    t, p = percentile_normalize(target), percentile_normalize(image)
+    values = {
+        "gmsd": patch_mean(gmsd, t, p),
+        "spectral_distance": patch_mean(spectral_distance, t, p),
+    }
+    if lpips is not None:
+        values["lpips"] = float(np.mean(lpips.distances(patches(t), patches(p))))
+    return values
+
+
+def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.mean([d[key] for d in dicts])) for key in dicts[0]}
+
+
+def _distortion(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
+    """Distortion metrics of one image against its target."""
+    frc = fourier_ring_correlation(image, target)
+    return {
+        "ri_psnr": range_invariant_psnr(target, image),
+        "ms_ssim": range_invariant_ms_ssim(target, image),
+        "micro_ms3im": micro_ms3im(target, image),
+        "frc_resolution_px_1_7": frc.resolution(1 / 7),
+        "frc_resolution_px_0_5": frc.resolution(0.5),
+    }
+
+
+def _image_metrics(
+    hazy: np.ndarray, target: np.ndarray, result: Restoration, lpips: Lpips | None
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "input": {**_distortion(target, hazy), **_realism(target, hazy, lpips)},
+        "mmse": {**_distortion(target, result.mmse), **_realism(target, result.mmse, lpips)},
+    }
+    if result.samples is not None:
+        per_sample = [
+            {"ri_psnr": range_invariant_psnr(target, s), **_realism(target, s, lpips)}
+            for s in result.samples
+        ]
+        metrics["sample"] = _mean(per_sample)
+    return metrics
+
+
+def _calibration_check(
+    restorer: Restorer, stds: list[np.ndarray], errors: list[np.ndarray], bins: int
+) -> tuple[dict[str, Any], Any, Any] | None:
+    """Calibration error on the test pixels, raw and calibrated (z-scores of the target)."""
+    if not stds:
+        return None
+    std = np.concatenate(stds) / restorer.std_unit
+    error = np.concatenate(errors) / restorer.std_unit
+    if restorer.std_is_calibrated:
+        after = bin_by_std(std, error, bins)
+        return {"calibrated_error": calibration_error(after), "raw_error": None}, None, after
+    before = bin_by_std(std, error, bins)
+    numbers: dict[str, Any] = {"raw_error": calibration_error(before), "calibrated_error": None}
+    after = None
+    if restorer.calibration is not None:
+        c = restorer.calibration
+        after = bin_by_std(c.std_scale * std + c.std_offset, error, bins)
+        numbers["calibrated_error"] = calibration_error(after)
+        numbers["std_scale"], numbers["std_offset"] = c.std_scale, c.std_offset
+    return numbers, before, after
+
+
+def evaluate(
+    model_path: Path,
+    data_dir: Path,
+    out_dir: Path,
+    sampling: SamplingConfig | None = None,
+    *,
+    name: str | None = None,
+    weights: PerceptualWeights = PerceptualWeights(),
+    bins: int = 20,
+    device: str = "auto",
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate one method on the test pairs of `data_dir`; add it to the report in `out_dir`."""
+    folder = evaluation_folder(data_dir)
+    pairs = load_pairs(folder)
+    if (weights.alexnet is None) != (weights.lpips is None):
+        raise HazeMatchingError("LPIPS needs both --alexnet-weights and --lpips-weights")
+    lpips = Lpips(weights.alexnet, weights.lpips) if weights.alexnet and weights.lpips else None
+    inception = InceptionFeatures(weights.inception) if weights.inception else None
+    out_dir = Path(out_dir)
+    _check_report(out_dir, folder)
+    restorer = load_restorer(model_path, sampling, device)
+    name = name or restorer.name
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise HazeMatchingError(f"method name {name!r} may only hold letters, digits, - and _")
+
+    names = _image_names(pairs.sources)
+    images, figures, stds, errors = [], [], [], []
+    fid_sample, fid_target = [], []
+    items = list(zip(names, pairs.inputs, pairs.targets, strict=True))
+    for image_name, hazy, target in tqdm(items, desc=f"evaluate {name}", disable=not progress):
+        result = restorer.run(hazy)
+        images.append({"image": image_name, **_image_metrics(hazy, target, result, lpips)})
+        sample = result.samples[0] if result.samples is not None else None
+        figures.append(
+            (
+                image_name,
+                [
+                    ("input", hazy),
+                    ("target", target),
+                    ("MMSE", result.mmse),
+                    ("one sample", sample),
+                    ("std", result.std),
+                ],
+            )
+        )
+        if result.std is not None:
+            stds.append(result.std.ravel())
+            errors.append((result.mmse - target).ravel())
+        if inception is not None and sample is not None:
+            fid_sample += patches(percentile_normalize(sample))
+            fid_target += patches(percentile_normalize(target))
+
+    overall: dict[str, Any] = {
+        "input": _mean([m["input"] for m in images]),
+        "mmse": _mean([m["mmse"] for m in images]),
+    }
+    if all("sample" in m for m in images):
+        overall["sample"] = _mean([m["sample"] for m in images])
+    if inception is not None and fid_sample:
+        overall["sample"]["fid"] = frechet_distance(
+            inception.features(fid_sample), inception.features(fid_target)
+        )
+        overall["fid_patches"] = len(fid_sample)
+    calibration = _calibration_check(restorer, stds, errors, bins)
+    if calibration is not None:
+        overall["calibration"] = calibration[0]
+
+    record = {
+        "hazematching_version": __version__,
+        "name": name,
+        "model": str(model_path),
+        "description": restorer.description,
+        "data": str(folder.resolve()),
+        "images": len(images),
+        "sampling": sampling.model_dump(mode="json") if sampling else None,
+        "skipped": weights.skipped(),
+        "overall": overall,
+        "per_image": images,
+    }
+    methods = out_dir / METHODS_FOLDER
+    figure_dir = out_dir / "figures" / name
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    methods.mkdir(parents=True, exist_ok=True)
+    for image_name, panels in figures:
+        image_row(figure_dir / f"{image_name}.png", panels)
+    if calibration is not None and calibration[1] is not None and calibration[2] is not None:
+        calibration_plot(
+            out_dir / "figures" / f"calibration_{name}.png", calibration[1], calibration[2]
+        )
+    write_json(methods / f"{name}.json", record)
+    write_text(methods / f"{name}.md", method_markdown(record))
+    summary = write_summary(out_dir)
+    return EvaluationResult(name, methods / f"{name}.json", summary, overall)
+
+
+def _check_report(out_dir: Path, folder: Path) -> None:
+    """A report folder may only collect methods evaluated on the same data."""
+    summary = out_dir / SUMMARY
+    if not summary.is_file():
+        return
+    try:
+        data = json.loads(summary.read_text())["data"]
+    except (OSError, ValueError, KeyError) as error:
+        raise HazeMatchingError("unreadable report summary; use a new folder", summary) from error
+    if data != str(folder.resolve()):
+        raise HazeMatchingError(
+            f"holds results on other data ({data}); use a new report folder", out_dir
+        )
+
+
+_COLUMNS = (
+    ("MMSE RI-PSNR", ("mmse", "ri_psnr"), "{:.2f}"),
+    ("MMSE MS-SSIM", ("mmse", "ms_ssim"), "{:.4f}"),
+    ("MMSE MicroMS3IM", ("mmse", "micro_ms3im"), "{:.4f}"),
+    ("FRC 1/7 (px)", ("mmse", "frc_resolution_px_1_7"), "{:.2f}"),
+    ("FRC 0.5 (px)", ("mmse", "frc_resolution_px_0_5"), "{:.2f}"),
+    ("sample RI-PSNR", ("sample", "ri_psnr"), "{:.2f}"),
+    ("sample GMSD", ("sample", "gmsd"), "{:.4f}"),
+    ("sample spectral dist.", ("sample", "spectral_distance"), "{:.3f}"),
+    ("sample LPIPS", ("sample", "lpips"), "{:.4f}"),
+    ("sample FID", ("sample", "fid"), "{:.1f}"),
+    ("MMSE GMSD", ("mmse", "gmsd"), "{:.4f}"),
+    ("MMSE spectral dist.", ("mmse", "spectral_distance"), "{:.3f}"),
+)
+
+
+def _cell(metrics: dict[str, Any], keys: tuple[str, str], fmt: str) -> str:
+    value = metrics.get(keys[0], {}).get(keys[1])
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    columns = [c for c in _COLUMNS if any(_cell(m, c[1], c[2]) != "n/a" for _, m in rows)]
+    lines = [
+        "| " + " | ".join(["", *(c[0] for c in columns)]) + " |",
+        "| " + " | ".join(["---"] * (len(columns) + 1)) + " |",
+    ]
+    for label, metrics in rows:
+        lines.append(
+            "| " + " | ".join([label, *(_cell(metrics, c[1], c[2]) for c in columns)]) + " |"
+        )
+    return lines
+
+
+def method_markdown(record: dict[str, Any]) -> str:
+    """Per-image and overall table of one method."""
+    rows = [(m["image"], m) for m in record["per_image"]] + [("**mean**", record["overall"])]
+    rows.append(("hazy input (mean)", {"mmse": record["overall"]["input"]}))
+    lines = [
+        f"# {record['name']}",
+        "",
+        f"{record['description']}; {record['images']} test images of `{record['data']}`.",
+        "",
+        *_table(rows),
+        "",
+        *_calibration_lines(record),
+        *(f"- {line}" for line in record["skipped"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _calibration_lines(record: dict[str, Any]) -> list[str]:
+    numbers = record["overall"].get("calibration")
+    if numbers is None:
+        return ["No std (point predictor): no calibration check.", ""]
+    raw, calibrated = numbers.get("raw_error"), numbers.get("calibrated_error")
+    text = "Calibration on the test pixels (expected normalised calibration error, 0 = ideal):"
+    if raw is not None:
+        text += f" raw std {raw:.3f}"
+    if calibrated is not None:
+        text += f", calibrated std {calibrated:.3f}"
+    elif raw is not None:
+        text += " (no stored calibration)"
+    return [text + ".", ""]
+
+
+def write_summary(out_dir: Path) -> Path:
+    """Rebuild summary.md/.json and the perception-distortion plots from methods/*.json."""
+    records = [json.loads(p.read_text()) for p in sorted((out_dir / METHODS_FOLDER).glob("*.json"))]
+    if not records:
+        raise HazeMatchingError("no evaluated methods", out_dir)
+    first = records[0]
+    input_row = {"mmse": first["overall"]["input"]}
+    rows = [("hazy input", input_row)] + [(r["name"], r["overall"]) for r in records]
+    calibration = [
+        f"- {r['name']}: " + _calibration_lines(r)[0]
+        for r in records
+        if "calibration" in r["overall"]
+    ]
+    lines = [
+        "# Evaluation summary",
+        "",
+        f"{first['images']} test images of `{first['data']}`. RI-PSNR: range-invariant PSNR (dB, "
+        "higher is better); MS-SSIM, MicroMS3IM: higher is better; FRC: resolution in pixels "
+        "where the Fourier ring correlation with the target drops below the threshold (lower "
+        "is better); GMSD, spectral distance, LPIPS, FID: distances of single samples to the "
+        "targets on 64 px patches (lower = more like real targets). Point predictors' samples "
+        "are their single output.",
+        "",
+        *_table(rows),
+        "",
+        "Methods:",
+        "",
+        *(f"- {r['name']}: {r['description']}" for r in records),
+        "",
+        "Calibration:",
+        "",
+        *(calibration or ["- no method with a std"]),
+        "",
+        *(f"- {line}" for line in first["skipped"]),
+        "",
+    ]
+    for metric, label in (
+        ("gmsd", "GMSD"),
+        ("spectral_distance", "spectral distance"),
+        ("lpips", "LPIPS"),
+    ):
+        points = []
+        if metric in first["overall"]["input"]:
+            hazy = first["overall"]["input"]
+            points.append(("hazy input", "input", hazy[metric], hazy["ri_psnr"]))
+        for record in records:
+            overall = record["overall"]
+            if metric not in overall["mmse"]:
+                continue
+            points.append(
+                (record["name"], "MMSE", overall["mmse"][metric], overall["mmse"]["ri_psnr"])
+            )
+            sample = overall.get("sample")
+            if sample is not None and metric in sample:
+                points.append((record["name"], "sample", sample[metric], sample["ri_psnr"]))
+        if points:
+            perception_distortion_plot(
+                out_dir / f"perception_distortion_{metric}.png", points, label
+            )
+            lines.append(f"![perception-distortion, {label}](perception_distortion_{metric}.png)")
+    write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
+    write_json(
+        out_dir / SUMMARY,
+        {"data": first["data"], "methods": {r["name"]: r["overall"] for r in records}},
+    )
+    return out_dir / "summary.md"

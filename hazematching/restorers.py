@@ -1,0 +1,131 @@
+"""One interface over every way to dehaze an image: checkpoints, packages, Richardson-Lucy.
+
+`load_restorer` opens a checkpoint of any method (HazeMatching, InDI, U-Net), an exported
+package, or a Richardson-Lucy model file, and returns a `Restorer` whose `run` maps one 2D hazy
+image to its MMSE, its raw (uncalibrated) std where it has one, and its single samples. The
+evaluation treats all methods alike through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .calibration import Calibration
+from .config import SamplingConfig
+from .data.normalization import EPS
+from .deconvolution import deconvolve, is_richardson_lucy, load_richardson_lucy
+from .errors import HazeMatchingError
+from .export.runner import channel_names, is_package, load_package, run_package
+from .predict import build_sampler, load_trained_model, method_sampling, predict_planes
+from .runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """Results for one image in target intensities (or the method's own units)."""
+
+    mmse: np.ndarray  # (Y, X)
+    std: np.ndarray | None  # (Y, X), uncalibrated; None for point predictors
+    samples: np.ndarray | None  # (K, Y, X); a point predictor's single output; None if unknown
+
+
+@dataclass(frozen=True)
+class Restorer:
+    """A loaded method: how to run it and what its std means."""
+
+    name: str
+    description: str
+    run: Callable[[np.ndarray], Restoration]
+    calibration: Calibration | None = None
+    std_unit: float = 1.0  # divide a std in target intensities by this to get z-scores
+    std_is_calibrated: bool = False  # packages return the calibrated std only
+
+
+def _checkpoint_restorer(path: Path, sampling: SamplingConfig, device: str) -> Restorer:
+    model = load_trained_model(path)
+    config = model.config
+    sampling = method_sampling(config, sampling).model_copy(update={"keep_samples": True})
+    sampler = build_sampler(model, sampling, resolve_device(device), calibrated=False)
+    point = config.method == "unet"
+
+    def run(hazy: np.ndarray) -> Restoration:
+        result = predict_planes(model, sampler, hazy[None])
+        samples = result.samples[0]
+        std = None if point or sampling.samples < 2 else result.std[0]
+        return Restoration(result.mmse[0], std, samples)
+
+    name = config.method if config.method != "indi" else f"indi-{sampling.steps}"
+    description = (
+        f"{config.method} checkpoint {path}, "
+        + ("one step" if point else f"{sampling.samples} samples x {sampling.steps} steps")
+        + f", seed {sampling.seed}"
+    )
+    return Restorer(
+        name,
+        description,
+        run,
+        model.calibration,
+        model.normalization.target_std + EPS,
+    )
+
+
+def _package_restorer(path: Path, device: str) -> Restorer:
+    descr = load_package(path)
+    names = channel_names(descr)
+    sample_channels = [i for i, n in enumerate(names) if n.startswith("sample_")]
+    target_std = descr.config.model_extra.get("hazematching", {}).get("normalization", {})
+    unit = float(target_std.get("target_std", 1.0)) + EPS if target_std else 1.0
+    torch_device = str(resolve_device(device))
+
+    def run(hazy: np.ndarray) -> Restoration:
+        out = run_package(descr, hazy[None], torch_device, lambda: None)[0]
+        samples = out[sample_channels] if sample_channels else None
+        return Restoration(out[names.index("mmse")], out[names.index("std")], samples)
+
+    return Restorer(
+        str(descr.name),
+        f"package {path}" + ("" if sample_channels else " (no sample channels)"),
+        run,
+        None,
+        unit,
+        std_is_calibrated=True,
+    )
+
+
+def _richardson_lucy_restorer(path: Path) -> Restorer:
+    model = load_richardson_lucy(path)
+    module = model.module()
+
+    def run(hazy: np.ndarray) -> Restoration:
+        estimate = deconvolve(module, hazy)
+        return Restoration(estimate, None, estimate[None])
+
+    return Restorer(
+        "richardson-lucy",
+        f"Richardson-Lucy, {model.iterations} iterations, PSF {model.psf_source}",
+        run,
+    )
+
+
+def load_restorer(
+    path: Path, sampling: SamplingConfig | None = None, device: str = "auto"
+) -> Restorer:
+    """Open a checkpoint (file or run folder), a package or a Richardson-Lucy model."""
+    path = Path(path)
+    if not path.exists():
+        raise HazeMatchingError("model not found", path)
+    if is_richardson_lucy(path):
+        return _richardson_lucy_restorer(path)
+    if is_package(path):
+        if sampling is not None:
+            raise HazeMatchingError(
+                "sampling settings are baked into a package; re-export it to change them", path
+            )
+        return _package_restorer(path, device)
+    with torch.no_grad():
+        return _checkpoint_restorer(path, sampling or SamplingConfig(), device)

@@ -1,0 +1,170 @@
+"""`evaluate`: numbers recomputed independently, a shared report, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torchvision.models import alexnet
+
+from hazematching.calibrate import calibrate
+from hazematching.config import SamplingConfig
+from hazematching.data.dataset import load_pairs
+from hazematching.data.simulate import PSF_FILE
+from hazematching.deconvolution import deconvolve, fit_richardson_lucy
+from hazematching.errors import HazeMatchingError
+from hazematching.evaluate import EvaluationResult, PerceptualWeights, evaluate
+from hazematching.metrics import range_invariant_psnr
+from hazematching.perceptual import LPIPS_LAYERS, Lpips
+from hazematching.resolution import fourier_ring_correlation
+from hazematching.train import TrainResult
+from tests.test_cli import run
+
+SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def rl_model(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rl")
+    fit_richardson_lucy(sim_dir / PSF_FILE, sim_dir, out, max_iterations=5, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def calibrated_checkpoint(
+    trained: TrainResult, sim_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    path = tmp_path_factory.mktemp("evalcal") / "best.pt"
+    shutil.copyfile(trained.best, path)
+    calibrate(path, sim_dir, sampling=SAMPLING, bins=4, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(
+    calibrated_checkpoint: Path, rl_model: Path, sim_dir: Path, tmp_path_factory
+) -> tuple[Path, EvaluationResult, EvaluationResult]:
+    out = tmp_path_factory.mktemp("report") / "report"
+    flow = evaluate(calibrated_checkpoint, sim_dir, out, SAMPLING, bins=4, progress=False)
+    rl = evaluate(rl_model, sim_dir, out, progress=False)
+    return out, flow, rl
+
+
+def test_numbers_match_an_independent_recomputation(report, rl_model: Path, sim_dir: Path) -> None:
+    _, _, rl = report
+    record = json.loads(rl.method_json.read_text())
+    pairs = load_pairs(sim_dir / "test")
+    assert record["images"] == len(pairs) == len(record["per_image"])
+    from hazematching.deconvolution import load_richardson_lucy
+
+    module = load_richardson_lucy(rl_model).module()
+    for image, hazy, target in zip(record["per_image"], pairs.inputs, pairs.targets, strict=True):
+        restored = deconvolve(module, hazy)
+        assert image["mmse"]["ri_psnr"] == pytest.approx(range_invariant_psnr(target, restored))
+        assert image["input"]["ri_psnr"] == pytest.approx(range_invariant_psnr(target, hazy))
+        frc = fourier_ring_correlation(restored, target)
+        assert image["mmse"]["frc_resolution_px_1_7"] == pytest.approx(frc.resolution(1 / 7))
+        # a point predictor's single sample is its output
+        assert image["sample"]["ri_psnr"] == pytest.approx(image["mmse"]["ri_psnr"])
+    mean = np.mean([m["mmse"]["ms_ssim"] for m in record["per_image"]])
+    assert record["overall"]["mmse"]["ms_ssim"] == pytest.approx(mean)
+    assert "calibration" not in record["overall"]
+
+
+def test_report_collects_every_method(report) -> None:
+    out, flow, rl = report
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {flow.name, rl.name} == {"hazematching", "richardson-lucy"}
+    text = (out / "summary.md").read_text()
+    assert "| hazematching |" in text and "| richardson-lucy |" in text
+    assert "LPIPS not computed" in text and "FID not computed" in text
+    for metric in ("gmsd", "spectral_distance"):
+        assert (out / f"perception_distortion_{metric}.png").stat().st_size > 0
+    names = [m["image"] for m in json.loads(flow.method_json.read_text())["per_image"]]
+    for name in names:
+        assert (out / "figures" / "hazematching" / f"{name}.png").is_file()
+    assert (out / "figures" / "calibration_hazematching.png").is_file()
+
+
+def test_sample_metrics_and_calibration_check(report) -> None:
+    _, flow, _ = report
+    overall = flow.overall
+    assert set(overall["sample"]) == {"ri_psnr", "gmsd", "spectral_distance"}
+    # samples of a posterior method differ from their mean: their distortion is higher
+    assert overall["sample"]["ri_psnr"] < overall["mmse"]["ri_psnr"]
+    calibration = overall["calibration"]
+    assert calibration["raw_error"] >= 0 and calibration["calibrated_error"] >= 0
+    assert calibration["std_scale"] > 0
+
+
+def test_lpips_with_local_weights(report, sim_dir: Path, rl_model: Path, tmp_path: Path) -> None:
+    """Random weights in the published file layouts: the metric runs and behaves as a distance."""
+    torch.manual_seed(0)
+    torch.save(alexnet(weights=None).state_dict(), tmp_path / "alexnet.pth")
+    linear = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(LPIPS_LAYERS)}
+    torch.save(linear, tmp_path / "alex.pth")
+    lpips = Lpips(tmp_path / "alexnet.pth", tmp_path / "alex.pth")
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 64, 64)), rng.random((2, 64, 64))
+    assert lpips.distances([a[0]], [a[0]])[0] == pytest.approx(0.0, abs=1e-7)
+    assert (lpips.distances(list(a), list(b)) > 0).all()
+    weights = PerceptualWeights(tmp_path / "alexnet.pth", tmp_path / "alex.pth")
+    result = evaluate(rl_model, sim_dir, tmp_path / "r", weights=weights, progress=False)
+    assert result.overall["sample"]["lpips"] > 0
+    assert "LPIPS not computed" not in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_bad_input_is_refused_and_writes_nothing(
+    rl_model: Path, sim_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    # a data folder without targets: single-channel images
+    (tmp_path / "hazy").mkdir()
+    tifffile.imwrite(tmp_path / "hazy" / "a.tif", np.ones((32, 32), np.float32))
+    with pytest.raises(HazeMatchingError, match=r"a\.tif"):
+        evaluate(rl_model, tmp_path / "hazy", out, progress=False)
+    # inputs and targets of different shapes
+    for folder, shape in (("input", (32, 32)), ("target", (32, 40))):
+        (tmp_path / "pairs" / folder).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "pairs" / folder / "a.tif", np.ones(shape, np.float32))
+    with pytest.raises(HazeMatchingError, match="does not match target shape"):
+        evaluate(rl_model, tmp_path / "pairs", out, progress=False)
+    # missing LPIPS weight files, or only half of them
+    missing = PerceptualWeights(tmp_path / "nope.pth", tmp_path / "nope2.pth")
+    with pytest.raises(HazeMatchingError, match="AlexNet weights not found"):
+        evaluate(rl_model, sim_dir, out, weights=missing, progress=False)
+    with pytest.raises(HazeMatchingError, match="needs both"):
+        evaluate(rl_model, sim_dir, out, weights=PerceptualWeights(lpips=tmp_path / "x"))
+    assert not out.exists()
+
+
+def test_report_refuses_other_data(report, rl_model: Path, tmp_path: Path) -> None:
+    out = report[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    tifffile.imwrite(other / "p.tif", np.ones((2, 32, 32), np.float32))
+    before = (out / "summary.json").read_text()
+    with pytest.raises(HazeMatchingError, match="other data"):
+        evaluate(rl_model, other, out, progress=False)
+    assert (out / "summary.json").read_text() == before
+
+
+def test_cli_bad_input_one_line(rl_model: Path, tmp_path: Path) -> None:
+    done = run("evaluate", rl_model, tmp_path / "missing", "--out", tmp_path / "r", "--no-progress")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "missing" in errors[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_evaluates_and_reports(rl_model: Path, sim_dir: Path, tmp_path: Path) -> None:
+    done = run("evaluate", rl_model, sim_dir, "--out", tmp_path / "r", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "richardson-lucy: MMSE range-invariant PSNR" in done.stdout
+    assert "LPIPS not computed" in done.stderr
+    assert (tmp_path / "r" / "summary.md").stat().st_size > 0
