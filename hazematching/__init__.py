@@ -17,7 +17,9 @@ from .calibrate import calibrate
 from .calibration import Calibration
 from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
 from .data.simulate import simulate
+from .deconvolution import fit_richardson_lucy
 from .errors import HazeMatchingError
+from .evaluate import PerceptualWeights, evaluate
 from .export.package import export_package
 from .export.recipe import ExportRecipe, load_recipe
 from .predict import load_trained_model, predict, predict_planes
@@ -28,11 +30,14 @@ __all__ = [
     "ExportRecipe",
     "HazeMatchingError",
     "NetworkConfig",
+    "PerceptualWeights",
     "SamplingConfig",
     "SimulationConfig",
     "TrainConfig",
     "calibrate",
+    "evaluate",
     "export_package",
+    "fit_richardson_lucy",
     "load_recipe",
     "load_trained_model",
     "predict",

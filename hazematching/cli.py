@@ -381,7 +381,9 @@ def richardson_lucy(
 @app.command()
 @_reports_errors
 def export(
-    checkpoint: Path = typer.Argument(..., help="checkpoint (.pt) or run folder"),
+    checkpoint: Path = typer.Argument(
+        ..., help="checkpoint (.pt), run folder, or Richardson-Lucy model (richardson_lucy.pt)"
+    ),
     out: Path = typer.Option(..., "--out", help="package to write (.zip)"),
     recipe: Path = typer.Option(None, help="export recipe (TOML), e.g. packaging/NAME.toml"),
     samples: int = typer.Option(None, help="posterior samples baked into the package [default: 8]"),
@@ -394,6 +396,8 @@ def export(
     test_size: int = typer.Option(None, help="side of the test tensor [default: patch size]"),
 ) -> None:
     """Export a checkpoint as a BioImage.IO model package and test it with bioimageio.core."""
+    from .deconvolution import is_richardson_lucy
+    from .export.deconvolution_package import export_richardson_lucy
     from .export.package import export_package
     from .export.recipe import ExportRecipe, default_recipe, load_recipe
 
@@ -408,7 +412,12 @@ def export(
         test_image=test_image,
         test_size=test_size,
     )
-    result = export_package(checkpoint, out, settings)
+    if is_richardson_lucy(checkpoint):
+        if any(v is not None for v in (samples, steps, seed, with_samples)):
+            raise HazeMatchingError("sampling options do not apply to Richardson-Lucy", checkpoint)
+        result = export_richardson_lucy(checkpoint, out, settings)
+    else:
+        result = export_package(checkpoint, out, settings)
     typer.echo(
         f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.0f} s; "
         f"bioimageio.core test_model: {result.status}"

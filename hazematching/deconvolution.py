@@ -11,7 +11,6 @@ the estimate is shifted back. Output channels are the deconvolved image and a ze
 point predictor.
 """
 
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from .metrics import range_invariant_psnr
 
 FORMAT = "hazematching-richardson-lucy"
 MODEL_FILE = "richardson_lucy.pt"
-
 
 
 class RichardsonLucy(nn.Module):

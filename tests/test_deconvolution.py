@@ -12,7 +12,7 @@ import torch
 
 from hazematching.config import SimulationConfig
 from hazematching.data.simulate import PSF_FILE, effective_widefield_psf
-from hazematching.data.tiff import write_tiff
+from hazematching.data.tiff import read_pair, write_tiff
 from hazematching.deconvolution import (
     MODEL_FILE,
     RichardsonLucy,
@@ -84,3 +84,23 @@ def test_bad_psf_and_model_files(tmp_path: Path) -> None:
     (tmp_path / MODEL_FILE).write_bytes(b"not a model")
     with pytest.raises(HazeMatchingError, match="not a Richardson-Lucy model"):
         load_richardson_lucy(tmp_path / MODEL_FILE)
+
+
+def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_path: Path) -> None:
+    from bioimageio.core import test_model
+
+    from hazematching.export.deconvolution_package import export_richardson_lucy
+    from hazematching.export.recipe import default_recipe
+    from hazematching.export.runner import load_package, run_package
+
+    fit_richardson_lucy(
+        sim_dir / PSF_FILE, sim_dir, tmp_path / "rl", max_iterations=6, progress=False
+    )
+    recipe = default_recipe().model_copy(update={"test_size": 32})
+    result = export_richardson_lucy(tmp_path / "rl", tmp_path / "rl.zip", recipe)
+    assert result.status == "passed" and test_model(result.path).status == "passed"
+    model = load_richardson_lucy(tmp_path / "rl")
+    hazy = read_pair(sorted((sim_dir / "test").glob("*.tif"))[0])[0]
+    out = run_package(load_package(result.path), hazy, "cpu", lambda: None)
+    np.testing.assert_allclose(out[0, 0], deconvolve(model.module(), hazy[0]), rtol=1e-4, atol=1e-3)
+    assert np.count_nonzero(out[0, 1]) == 0

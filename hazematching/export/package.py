@@ -76,7 +76,7 @@ def _test_image(recipe: ExportRecipe, checkpoint: Checkpoint) -> tuple[np.ndarra
     )
 
 
-def _centre_crop(image: np.ndarray, size: int, multiple: int, source: Path) -> np.ndarray:
+def centre_crop(image: np.ndarray, size: int, multiple: int, source: Path) -> np.ndarray:
     """A square centre crop of side min(size, image), rounded down to `multiple`."""
     side = min(size, *image.shape) // multiple * multiple
     if side < multiple:
@@ -88,7 +88,7 @@ def _centre_crop(image: np.ndarray, size: int, multiple: int, source: Path) -> n
     return np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
 
 
-def _write_tensor(folder: Path, stem: str, data: np.ndarray) -> tuple[Path, Path]:
+def write_tensor(folder: Path, stem: str, data: np.ndarray) -> tuple[Path, Path]:
     """The tensor as .npy (test tensor) and as ImageJ TIFF (sample tensor, same values)."""
     npy, tif = folder / f"{stem}.npy", folder / f"{stem}.tif"
     np.save(npy, data.astype(np.float32))
@@ -130,7 +130,7 @@ def export_package(
     )
     multiple = checkpoint.config.network.size_multiple
     image, source = _test_image(recipe, checkpoint)
-    hazy = _centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
+    hazy = centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
     channel_names = output_channel_names(sampling)
     tile, _ = sampling.tiling(checkpoint.config.patch_size)
     halo = tile // 4 if recipe.halo is None else recipe.halo
@@ -156,7 +156,7 @@ def export_package(
             "      - torchcfm\n"
         )
         test_input = hazy[None, None].astype(np.float32)
-        input_npy, input_tif = _write_tensor(folder, "test_input", test_input)
+        input_npy, input_tif = write_tensor(folder, "test_input", test_input)
         library_output = predict_planes(model, scripted, hazy[None]).stacked()  # (1, C, Y, X)
         files = PackageFiles(
             folder=folder,
@@ -185,7 +185,7 @@ def export_package(
         }
 
         def describe(output: np.ndarray) -> v0_5.ModelDescr:
-            test_output, sample_output = _write_tensor(folder, "test_output", output)
+            test_output, sample_output = write_tensor(folder, "test_output", output)
             return build_description(
                 recipe=recipe,
                 checkpoint=checkpoint,
@@ -209,7 +209,7 @@ def export_package(
             if summary.status != "passed":
                 raise HazeMatchingError(
                     f"bioimageio.core test_model status is {summary.status!r}: "
-                    f"{_failures(summary)}",
+                    f"{failure_summary(summary)}",
                     out_path,
                 )
     return ExportResult(
@@ -220,7 +220,7 @@ def export_package(
     )
 
 
-def _failures(summary: object) -> str:
+def failure_summary(summary: object) -> str:
     """The names and errors of the failed checks of a bioimageio validation summary."""
     failed = []
     for detail in getattr(summary, "details", []):
