@@ -23,6 +23,8 @@ demo: setup
 	$(BIN)/hazematching predict $(DEMO)/run/best.pt $(DEMO)/data/test/*.tif --out $(DEMO)/pred \
 		--samples 4 --steps 20 --seed 0 --channel 1
 	$(BIN)/hazematching export $(DEMO)/run/best.pt --out $(DEMO)/model.zip --recipe packaging/example.toml
+	$(BIN)/hazematching evaluate $(DEMO)/run/best.pt $(DEMO)/data --out $(DEMO)/report \
+		--samples 4 --steps 10 --no-progress
 
 lint: setup
 	$(BIN)/ruff check hazematching tests benchmarks

@@ -67,15 +67,19 @@ def bin_by_std(std: np.ndarray, error: np.ndarray, bins: int) -> CalibrationBins
 
 
 def fit_scale_offset(bins: CalibrationBins) -> tuple[float, float]:
-    """(scale, offset) minimising sum_b n_b (scale * RMV_b + offset - RMSE_b)^2.
+    """(scale, offset) minimising sum_b n_b ((scale * RMV_b + offset - RMSE_b) / RMSE_b)^2.
 
-    A non-positive scale (no relation between predicted and actual error) falls back to the
-    pure scale fit through the origin, which is always positive.
+    Relative residuals, because calibration is judged by the relative error of every bin (see
+    `calibration_error`): an absolute fit is dominated by the few bins of large error and can
+    leave the many low-error pixels several times off. A non-positive scale or a negative
+    offset (which would make small predicted stds negative) falls back to the pure scale fit
+    through the origin, which is always positive.
     """
-    weights = bins.counts.astype(np.float64)
+    rmse = np.maximum(bins.rmse, np.finfo(np.float64).tiny)
+    weights = bins.counts.astype(np.float64) / rmse**2
     design = np.stack([bins.rmv, np.ones_like(bins.rmv)], axis=1) * np.sqrt(weights)[:, None]
     (scale, offset), *_ = np.linalg.lstsq(design, bins.rmse * np.sqrt(weights), rcond=None)
-    if scale <= 0:
+    if scale <= 0 or offset < 0:
         scale = float(np.sum(weights * bins.rmv * bins.rmse) / np.sum(weights * bins.rmv**2))
         offset = 0.0
     return float(scale), float(offset)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hazematching.calibration import bin_by_std, calibrate_arrays, calibration_error
+from hazematching.calibration import (
+    CalibrationBins,
+    bin_by_std,
+    calibrate_arrays,
+    calibration_error,
+    fit_scale_offset,
+)
 
 
 def _synthetic(scale: float, offset: float, n: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +37,30 @@ def test_calibrated_std_has_unit_fit_and_small_error() -> None:
     calibration, *_ = calibrate_arrays(std, error, bins=20)
     assert calibration.std_scale == pytest.approx(1.0, rel=0.03)
     assert calibration.error_before < 0.02
+
+
+def _bins(rmv: list[float], rmse: list[float]) -> CalibrationBins:
+    n = len(rmv)
+    return CalibrationBins(np.array(rmv), np.array(rmse), np.zeros(n), np.full(n, 10))
+
+
+def test_fit_weighs_relative_residuals() -> None:
+    # RMSE = 2 RMV in the two small bins, 1.2 RMV in the large one. An absolute fit follows the
+    # large bin; the relative fit solves the weighted normal equations worked out by hand.
+    bins = _bins([1.0, 2.0, 10.0], [2.0, 4.0, 12.0])
+    w = 1.0 / np.array([2.0, 4.0, 12.0]) ** 2
+    x, y = np.array([1.0, 2.0, 10.0]), np.array([2.0, 4.0, 12.0])
+    matrix = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+    expected = np.linalg.solve(matrix, [np.sum(w * x * y), np.sum(w * y)])
+    assert fit_scale_offset(bins) == pytest.approx(tuple(expected))
+
+
+def test_negative_offset_falls_back_to_a_scale() -> None:
+    # exactly RMSE = 2 RMV - 1: the offset would make small stds negative
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 5.0])
+    w = 1.0 / y**2
+    scale, offset = fit_scale_offset(_bins(list(x), list(y)))
+    assert offset == 0.0 and scale == pytest.approx(np.sum(w * x * y) / np.sum(w * x * x))
 
 
 def test_bins_hand_computed() -> None:
