@@ -32,6 +32,7 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=BaseModel)
+N = TypeVar("N", int, float)
 
 
 def _fail(message: str) -> None:
@@ -65,20 +66,12 @@ def _build(model: type[C], base: dict[str, Any], **options: Any) -> C:
     return model.model_validate({**base, **{k: v for k, v in options.items() if v is not None}})
 
 
-def _int_tuple(text: str | None) -> tuple[int, ...] | None:
+def _number_tuple(text: str | None, kind: type[N]) -> tuple[N, ...] | None:
+    """'1,2,4' -> (1, 2, 4) as `kind` (int or float); None stays None."""
     if text is None:
         return None
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise HazeMatchingError(f"expected comma-separated integers, got {text!r}") from error
-
-
-def _float_tuple(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
+        return tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError as error:
         raise HazeMatchingError(f"expected comma-separated numbers, got {text!r}") from error
 
@@ -125,7 +118,7 @@ def simulate(
         pairs=pairs,
         size=size,
         seed=seed,
-        split=_float_tuple(split),
+        split=_number_tuple(split, float),
         thickness_um=thickness,
         widefield_photons=widefield_photons,
         confocal_photons=confocal_photons,
@@ -190,8 +183,8 @@ def train(
         NetworkConfig,
         base.get("network", {}),
         model_channels=width,
-        channel_mult=_int_tuple(channel_mult),
-        attention_downsample=_int_tuple(attention),
+        channel_mult=_number_tuple(channel_mult, int),
+        attention_downsample=_number_tuple(attention, int),
     )
     train_config = _build(
         TrainConfig,

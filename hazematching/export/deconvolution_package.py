@@ -20,11 +20,17 @@ from .. import __version__
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..deconvolution import deconvolve, load_richardson_lucy
 from ..errors import HazeMatchingError
-from ..fileio import atomic_path
 from .cover import write_cover
-from .description import INPUT_ID, OUTPUT_ID, RELATIVE_TOLERANCE, absolute_tolerance
+from .description import (
+    INPUT_ID,
+    absolute_tolerance,
+    input_tensor,
+    output_tensor,
+    recipe_fields,
+    tolerance_config,
+)
 from .description import reference_output as reference
-from .package import ExportResult, centre_crop, failure_summary, write_tensor
+from .package import ExportResult, centre_crop, save_tested_package, write_tensor
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe, default_recipe
 
 CHANNELS = ("mmse", "std")
@@ -84,9 +90,6 @@ def export_richardson_lucy(
     model_path: Path, out_path: Path, recipe: ExportRecipe | None = None
 ) -> ExportResult:
     """Package a Richardson-Lucy model (`richardson_lucy.pt`) and test it with bioimageio.core."""
-    from bioimageio.core import test_model
-    from bioimageio.spec import save_bioimageio_package
-
     start = time.perf_counter()
     recipe = recipe or default_recipe()
     out_path = Path(out_path)
@@ -111,48 +114,31 @@ def export_richardson_lucy(
         def describe(output: np.ndarray) -> v0_5.ModelDescr:
             output_npy, output_tif = write_tensor(folder, "test_output", output)
             size = v0_5.ParameterizedSize(min=MIN_SIZE, step=1)
-            hazy_descr = v0_5.InputTensorDescr(
-                id=INPUT_ID,
-                description="widefield (hazy) image, raw intensities",
-                axes=[
-                    v0_5.BatchAxis(),
-                    v0_5.ChannelAxis(channel_names=[v0_5.Identifier("widefield")]),
-                    *(v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=size) for a in ("y", "x")),
-                ],
-                test_tensor=v0_5.FileDescr(source=input_npy),
-                sample_tensor=v0_5.FileDescr(source=input_tif),
-                data=v0_5.IntervalOrRatioDataDescr(type="float32"),
-            )
-            out_axes = [
+            space_in = [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=size) for a in ("y", "x")]
+            space_out = [
                 v0_5.SpaceOutputAxis(
                     id=v0_5.AxisId(a),
                     size=v0_5.SizeReference(tensor_id=INPUT_ID, axis_id=v0_5.AxisId(a)),
                 )
                 for a in ("y", "x")
             ]
+            fields = recipe_fields(recipe, folder / "README.md", folder / "cover.png")
+            fields["tags"] += ["deconvolution", "richardson-lucy"]
             return v0_5.ModelDescr(
-                name=recipe.name,
-                description=recipe.description,
-                authors=[v0_5.Author(**a.model_dump(exclude_none=True)) for a in recipe.authors],
-                cite=[v0_5.CiteEntry(text=PAPER_CITATION, url=v0_5.HttpUrl(PAPER_URL))],
-                license=v0_5.LicenseId(recipe.license),
-                tags=[*recipe.tags, "deconvolution", "richardson-lucy"],
-                version=v0_5.Version(recipe.version),
-                documentation=v0_5.FileDescr(source=folder / "README.md"),
-                covers=[v0_5.FileDescr(source=folder / "cover.png")],
-                inputs=[hazy_descr],
+                **fields,
+                inputs=[
+                    input_tensor(
+                        space_in, input_npy, input_tif, "widefield image, raw intensities", []
+                    )
+                ],
                 outputs=[
-                    v0_5.OutputTensorDescr(
-                        id=OUTPUT_ID,
-                        description="channels: mmse (deconvolved), std (zero)",
-                        axes=[
-                            v0_5.BatchAxis(),
-                            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in CHANNELS]),
-                            *out_axes,
-                        ],
-                        test_tensor=v0_5.FileDescr(source=output_npy),
-                        sample_tensor=v0_5.FileDescr(source=output_tif),
-                        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+                    output_tensor(
+                        list(CHANNELS),
+                        space_out,
+                        output_npy,
+                        output_tif,
+                        "channels: mmse (deconvolved), std (zero)",
+                        [],
                     )
                 ],
                 weights=v0_5.WeightsDescr(
@@ -162,16 +148,7 @@ def export_richardson_lucy(
                     )
                 ),
                 config=v0_5.Config(
-                    bioimageio=v0_5.BioimageioConfig(
-                        reproducibility_tolerance=[
-                            v0_5.ReproducibilityTolerance(
-                                relative_tolerance=RELATIVE_TOLERANCE,
-                                absolute_tolerance=absolute_tolerance(output),
-                                mismatched_elements_per_million=100,
-                                output_ids=[OUTPUT_ID],
-                            )
-                        ]
-                    ),
+                    bioimageio=tolerance_config(absolute_tolerance(output)),
                     hazematching={
                         "version": __version__,
                         "method": "richardson-lucy",
@@ -182,14 +159,5 @@ def export_richardson_lucy(
             )
 
         library = module(torch.from_numpy(hazy)[None, None]).detach().numpy()
-        descr = describe(reference(describe(library)))
-        with atomic_path(out_path) as tmp_zip:
-            save_bioimageio_package(descr, output_path=tmp_zip)
-            summary = test_model(tmp_zip)
-            if summary.status != "passed":
-                raise HazeMatchingError(
-                    f"bioimageio.core test_model status is {summary.status!r}: "
-                    f"{failure_summary(summary)}",
-                    out_path,
-                )
+        save_tested_package(describe(reference(describe(library))), out_path)
     return ExportResult(out_path, "passed", time.perf_counter() - start, out_path.stat().st_size)

@@ -83,6 +83,82 @@ def _space_axes_out(halo: int) -> list[v0_5.SpaceOutputAxis | v0_5.SpaceOutputAx
     return axes
 
 
+def input_tensor(
+    space_axes: list[v0_5.SpaceInputAxis],
+    test_input: Path,
+    sample_input: Path,
+    description: str,
+    preprocessing: list[Any],
+) -> v0_5.InputTensorDescr:
+    """The single input `hazy` (batch, channel `widefield`, y, x)."""
+    return v0_5.InputTensorDescr(
+        id=INPUT_ID,
+        description=description,
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier("widefield")]),
+            *space_axes,
+        ],
+        test_tensor=v0_5.FileDescr(source=test_input),
+        sample_tensor=v0_5.FileDescr(source=sample_input),
+        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=preprocessing,
+    )
+
+
+def output_tensor(
+    channel_names: list[str],
+    space_axes: list[v0_5.SpaceOutputAxis | v0_5.SpaceOutputAxisWithHalo],
+    test_output: Path,
+    sample_output: Path,
+    description: str,
+    postprocessing: list[Any],
+) -> v0_5.OutputTensorDescr:
+    """The single output `dehazed` (batch, channel, y, x) with the given channel names."""
+    return v0_5.OutputTensorDescr(
+        id=OUTPUT_ID,
+        description=description,
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channel_names]),
+            *space_axes,
+        ],
+        test_tensor=v0_5.FileDescr(source=test_output),
+        sample_tensor=v0_5.FileDescr(source=sample_output),
+        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+        postprocessing=postprocessing,
+    )
+
+
+def recipe_fields(recipe: ExportRecipe, documentation: Path, cover: Path) -> dict[str, Any]:
+    """Name, description, authors, citation, licence, tags, version, card and cover."""
+    return {
+        "name": recipe.name,
+        "description": recipe.description,
+        "authors": [v0_5.Author(**a.model_dump(exclude_none=True)) for a in recipe.authors],
+        "cite": [v0_5.CiteEntry(text=PAPER_CITATION, url=v0_5.HttpUrl(PAPER_URL))],
+        "license": v0_5.LicenseId(recipe.license),
+        "tags": list(recipe.tags),
+        "version": v0_5.Version(recipe.version),
+        "documentation": v0_5.FileDescr(source=documentation),
+        "covers": [v0_5.FileDescr(source=cover)],
+    }
+
+
+def tolerance_config(tolerance: float) -> v0_5.BioimageioConfig:
+    """The reproducibility tolerance of the output (see `absolute_tolerance`)."""
+    return v0_5.BioimageioConfig(
+        reproducibility_tolerance=[
+            v0_5.ReproducibilityTolerance(
+                relative_tolerance=RELATIVE_TOLERANCE,
+                absolute_tolerance=tolerance,
+                mismatched_elements_per_million=100,
+                output_ids=[OUTPUT_ID],
+            )
+        ]
+    )
+
+
 def build_description(
     *,
     recipe: ExportRecipe,
@@ -103,18 +179,12 @@ def build_description(
     offset = [0.0 if name == "std" else norm.target_mean for name in channel_names]
     multiple = checkpoint.config.network.size_multiple
 
-    hazy = v0_5.InputTensorDescr(
-        id=INPUT_ID,
-        description="widefield (hazy) image",
-        axes=[
-            v0_5.BatchAxis(),
-            v0_5.ChannelAxis(channel_names=[v0_5.Identifier("widefield")]),
-            *_space_axes_in(multiple, halo),
-        ],
-        test_tensor=v0_5.FileDescr(source=files.test_input),
-        sample_tensor=v0_5.FileDescr(source=files.sample_input),
-        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
-        preprocessing=[
+    hazy = input_tensor(
+        _space_axes_in(multiple, halo),
+        files.test_input,
+        files.sample_input,
+        "widefield (hazy) image",
+        [
             v0_5.FixedZeroMeanUnitVarianceDescr(
                 kwargs=v0_5.FixedZeroMeanUnitVarianceKwargs(
                     mean=norm.input_mean, std=norm.input_std
@@ -122,20 +192,15 @@ def build_description(
             )
         ],
     )
-    dehazed = v0_5.OutputTensorDescr(
-        id=OUTPUT_ID,
-        description="channels: "
+    dehazed = output_tensor(
+        channel_names,
+        _space_axes_out(halo),
+        test_output,
+        sample_output,
+        "channels: "
         + ", ".join(channel_names)
         + " (posterior mean, standard deviation, samples) in target intensities",
-        axes=[
-            v0_5.BatchAxis(),
-            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channel_names]),
-            *_space_axes_out(halo),
-        ],
-        test_tensor=v0_5.FileDescr(source=test_output),
-        sample_tensor=v0_5.FileDescr(source=sample_output),
-        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
-        postprocessing=[
+        [
             v0_5.ScaleLinearDescr(
                 kwargs=v0_5.ScaleLinearAlongAxisKwargs(
                     axis=v0_5.AxisId("channel"), gain=gain, offset=offset
@@ -162,27 +227,13 @@ def build_description(
             "velocity network",
         ),
     )
-    tolerance = v0_5.ReproducibilityTolerance(
-        relative_tolerance=RELATIVE_TOLERANCE,
-        absolute_tolerance=tolerance,
-        mismatched_elements_per_million=100,
-        output_ids=[OUTPUT_ID],
-    )
     return v0_5.ModelDescr(
-        name=recipe.name,
-        description=recipe.description,
-        authors=[v0_5.Author(**a.model_dump(exclude_none=True)) for a in recipe.authors],
-        cite=[v0_5.CiteEntry(text=PAPER_CITATION, url=v0_5.HttpUrl(PAPER_URL))],
-        license=v0_5.LicenseId(recipe.license),
-        tags=list(recipe.tags),
-        version=v0_5.Version(recipe.version),
-        documentation=v0_5.FileDescr(source=files.documentation),
-        covers=[v0_5.FileDescr(source=files.cover)],
+        **recipe_fields(recipe, files.documentation, files.cover),
         inputs=[hazy],
         outputs=[dehazed],
         weights=weights,
         config=v0_5.Config(
-            bioimageio=v0_5.BioimageioConfig(reproducibility_tolerance=[tolerance]),
+            bioimageio=tolerance_config(tolerance),
             # the sampler tiles and blends inside the model; deepImageJ's own tiling would cut
             # the image into blocks sampled independently, with visible seams
             deepimagej={"allow_tiling": False},

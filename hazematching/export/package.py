@@ -104,9 +104,6 @@ def export_package(
     Nothing is left at `out_path` unless the package passed: it is built in a temporary file and
     renamed at the end.
     """
-    from bioimageio.core import test_model
-    from bioimageio.spec import save_bioimageio_package
-
     start = time.perf_counter()
     recipe = recipe or default_recipe()
     out_path = Path(out_path)
@@ -201,23 +198,29 @@ def export_package(
 
         # bioimageio.core computes the test output from the description itself, so the package
         # reproduces exactly what `test_model` will compute.
-        exact = reference_output(describe(library_output))
-        descr = describe(exact)
-        with atomic_path(out_path) as tmp_zip:
-            save_bioimageio_package(descr, output_path=tmp_zip)
-            summary = test_model(tmp_zip)
-            if summary.status != "passed":
-                raise HazeMatchingError(
-                    f"bioimageio.core test_model status is {summary.status!r}: "
-                    f"{failure_summary(summary)}",
-                    out_path,
-                )
+        save_tested_package(describe(reference_output(describe(library_output))), out_path)
     return ExportResult(
         path=out_path,
         status="passed",
         seconds=time.perf_counter() - start,
         size_bytes=out_path.stat().st_size,
     )
+
+
+def save_tested_package(descr: v0_5.ModelDescr, out_path: Path) -> None:
+    """Zip the package to `out_path` only if `bioimageio.core.test_model` passes on the zip."""
+    from bioimageio.core import test_model
+    from bioimageio.spec import save_bioimageio_package
+
+    with atomic_path(out_path) as tmp_zip:
+        save_bioimageio_package(descr, output_path=tmp_zip)
+        summary = test_model(tmp_zip)
+        if summary.status != "passed":
+            raise HazeMatchingError(
+                f"bioimageio.core test_model status is {summary.status!r}: "
+                f"{failure_summary(summary)}",
+                out_path,
+            )
 
 
 def failure_summary(summary: object) -> str:
