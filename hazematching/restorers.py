@@ -8,6 +8,7 @@ evaluation treats all methods alike through it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ def _package_restorer(path: Path, device: str) -> Restorer:
         return Restoration(out[names.index("mmse")], out[names.index("std")], samples)
 
     return Restorer(
-        str(descr.name),
+        re.sub(r"[^a-z0-9_]+", "-", str(descr.name).lower()).strip("-") or "package",
         f"package {path}" + ("" if sample_channels else " (no sample channels)"),
         run,
         None,

@@ -168,3 +168,27 @@ def test_cli_evaluates_and_reports(rl_model: Path, sim_dir: Path, tmp_path: Path
     assert "richardson-lucy: MMSE range-invariant PSNR" in done.stdout
     assert "LPIPS not computed" in done.stderr
     assert (tmp_path / "r" / "summary.md").stat().st_size > 0
+
+
+def test_package_is_evaluated_like_its_checkpoint(
+    calibrated_checkpoint: Path, sim_dir: Path, tmp_path: Path
+) -> None:
+    from hazematching.export.package import export_package
+    from hazematching.export.recipe import default_recipe
+
+    recipe = default_recipe().model_copy(
+        update={"samples": 3, "steps": 2, "with_samples": True, "test_size": 32}
+    )
+    package = export_package(calibrated_checkpoint, tmp_path / "m.zip", recipe).path
+    from_package = evaluate(package, sim_dir, tmp_path / "a", bins=4, progress=False)
+    from_checkpoint = evaluate(
+        calibrated_checkpoint, sim_dir, tmp_path / "b", SAMPLING, bins=4, progress=False
+    )
+    a, b = from_package.overall, from_checkpoint.overall
+    assert a["mmse"]["ri_psnr"] == pytest.approx(b["mmse"]["ri_psnr"], abs=1e-3)
+    assert a["sample"]["ri_psnr"] == pytest.approx(b["sample"]["ri_psnr"], abs=1e-3)
+    # the package's std is already calibrated: its error equals the checkpoint's calibrated one
+    assert a["calibration"]["raw_error"] is None
+    assert a["calibration"]["calibrated_error"] == pytest.approx(
+        b["calibration"]["calibrated_error"], abs=1e-3
+    )
