@@ -6,7 +6,7 @@ the test pairs of DATA_DIR (`test/` if it exists) and measured the same way:
 - distortion of the MMSE: range-invariant PSNR, MS-SSIM after the same affine fit, MicroMS3IM,
   and the Fourier ring correlation resolution at the 1/7 and 0.5 thresholds;
 - single samples: range-invariant PSNR, and realism on 64 x 64 patches of percentile-normalised
-  images: GMSD, the distance of radially averaged log power spectra and, given local weight
+  images: GMSD, FSIM, the distance of radially averaged log power spectra and, given local weight
   files, LPIPS and FID (pooled over all test patches);
 - calibration on the test pixels (methods with a std): expected normalised calibration error of
   the raw std and of the std calibrated with the stored calibration, and their plot.
@@ -38,6 +38,7 @@ from .plots import calibration_plot, image_row, perception_distortion_plot
 from .resolution import fourier_ring_correlation
 from .restorers import Restoration, Restorer, load_restorer
 from .similarity import (
+    fsim,
     gmsd,
     micro_ms3im,
     patch_mean,
@@ -105,6 +106,7 @@ def _realism(target: np.ndarray, image: np.ndarray, lpips: Lpips | None) -> dict
     t, p = percentile_normalize(target), percentile_normalize(image)
     values = {
         "gmsd": patch_mean(gmsd, t, p),
+        "fsim": patch_mean(fsim, t, p),
         "spectral_distance": patch_mean(spectral_distance, t, p),
     }
     if lpips is not None:
@@ -285,10 +287,12 @@ _COLUMNS = (
     ("FRC 0.5 (px)", ("mmse", "frc_resolution_px_0_5"), "{:.2f}"),
     ("sample RI-PSNR", ("sample", "ri_psnr"), "{:.2f}"),
     ("sample GMSD", ("sample", "gmsd"), "{:.4f}"),
+    ("sample FSIM", ("sample", "fsim"), "{:.4f}"),
     ("sample spectral dist.", ("sample", "spectral_distance"), "{:.3f}"),
     ("sample LPIPS", ("sample", "lpips"), "{:.4f}"),
     ("sample FID", ("sample", "fid"), "{:.1f}"),
     ("MMSE GMSD", ("mmse", "gmsd"), "{:.4f}"),
+    ("MMSE FSIM", ("mmse", "fsim"), "{:.4f}"),
     ("MMSE spectral dist.", ("mmse", "spectral_distance"), "{:.3f}"),
 )
 
@@ -363,9 +367,9 @@ def write_summary(out_dir: Path) -> Path:
         f"{first['images']} test images of `{first['data']}`. RI-PSNR: range-invariant PSNR (dB, "
         "higher is better); MS-SSIM, MicroMS3IM: higher is better; FRC: resolution in pixels "
         "where the Fourier ring correlation with the target drops below the threshold (lower "
-        "is better); GMSD, spectral distance, LPIPS, FID: distances of single samples to the "
-        "targets on 64 px patches (lower = more like real targets). Point predictors' samples "
-        "are their single output.",
+        "is better); realism of single samples on 64 px patches: GMSD, spectral distance, LPIPS, "
+        "FID are distances to the targets (lower = more like real targets), FSIM a similarity "
+        "(higher is better). Point predictors' samples are their single output.",
         "",
         *_table(rows),
         "",

@@ -94,7 +94,7 @@ def test_report_collects_every_method(report) -> None:
 def test_sample_metrics_and_calibration_check(report) -> None:
     _, flow, _ = report
     overall = flow.overall
-    assert set(overall["sample"]) == {"ri_psnr", "gmsd", "spectral_distance"}
+    assert set(overall["sample"]) == {"ri_psnr", "gmsd", "fsim", "spectral_distance"}
     # samples of a posterior method differ from their mean: their distortion is higher
     assert overall["sample"]["ri_psnr"] < overall["mmse"]["ri_psnr"]
     calibration = overall["calibration"]

@@ -10,11 +10,14 @@ from hazematching.perceptual import frechet_distance
 from hazematching.similarity import (
     GMSD_CONSTANT,
     SSIM_SIGMA,
+    fsim,
     gmsd,
     micro_ms3im,
     ms_ssim,
     patch_mean,
     patches,
+    percentile_normalize,
+    phase_congruency,
     radial_log_spectrum,
     range_invariant_ms_ssim,
     spectral_distance,
@@ -114,3 +117,21 @@ def test_frechet_distance_matches_the_matrix_square_root_formula() -> None:
     )
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
     assert frechet_distance(a, a + 2.0) == pytest.approx(5 * 4.0, rel=1e-9)
+
+
+def test_phase_congruency_marks_edges_whatever_their_contrast() -> None:
+    step = np.zeros((64, 64))
+    step[:, 32:] = 1.0
+    pc = phase_congruency(step)
+    # the edges on every row: at 32 and, as the FFT sees the image periodic, at 0
+    assert set(np.argmax(pc, axis=1)) <= {0, 31, 32, 63}
+    assert pc[:, 10].max() < 0.05 and pc[:, 31:33].min() > 0.5  # flat regions stay near 0
+    np.testing.assert_allclose(phase_congruency(5.0 * step), pc, atol=1e-3)
+
+
+def test_fsim_identity_and_degradation() -> None:
+    target = percentile_normalize(_smooth_image(7, 64))
+    rng = np.random.default_rng(8)
+    assert fsim(target, target) == pytest.approx(1.0)
+    noisy = [fsim(target, target + s * rng.standard_normal(target.shape)) for s in (0.02, 0.1)]
+    assert 1.0 > noisy[0] > noisy[1] > 0.0
