@@ -22,7 +22,7 @@ def calibration_plot(path: Path, before: CalibrationBins, after: CalibrationBins
     figure = Figure(figsize=(4.5, 4.5))
     axis = figure.subplots()
     top = float(max(before.rmv.max(), after.rmv.max(), before.rmse.max())) * 1.05
-    axis.plot([0, top], [0, top], color="0.6", linestyle="--", label="y = x (calibrated)")
+    axis.plot([0, top], [0, top], color="0.6", linestyle="--", label="y = x (perfect calibration)")
     for bins, label, colour in (
         (before, "uncalibrated", "tab:red"),
         (after, "calibrated", "tab:blue"),
