@@ -192,3 +192,25 @@ def test_package_is_evaluated_like_its_checkpoint(
     assert a["calibration"]["calibrated_error"] == pytest.approx(
         b["calibration"]["calibrated_error"], abs=1e-3
     )
+
+
+def test_fid_with_local_inception_weights(rl_model: Path, sim_dir: Path, tmp_path: Path) -> None:
+    """Randomly initialised torchvision Inception-v3 weights in the published file layout."""
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    weights = PerceptualWeights(inception=tmp_path / "inception.pth")
+    result = evaluate(rl_model, sim_dir, tmp_path / "r", weights=weights, progress=False)
+    assert result.overall["sample"]["fid"] >= 0 and result.overall["fid_patches"] >= 2
+    torch.save({"not": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(HazeMatchingError, match="not torchvision Inception-v3 weights"):
+        evaluate(
+            rl_model,
+            sim_dir,
+            tmp_path / "r2",
+            weights=PerceptualWeights(inception=tmp_path / "wrong.pth"),
+            progress=False,
+        )
+    assert not (tmp_path / "r2").exists()
