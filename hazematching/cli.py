@@ -309,6 +309,7 @@ def evaluate(
     lpips_weights: Path = typer.Option(None, help="LPIPS v0.1 AlexNet linear layers (LPIPS)"),
     inception_weights: Path = typer.Option(None, help="torchvision Inception-v3 weights (FID)"),
     bins: int = typer.Option(20, help="bins of predicted std for the calibration check"),
+    figures: int = typer.Option(None, help="per-image figures for the first N images [all]"),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -333,6 +334,7 @@ def evaluate(
         name=name,
         weights=weights,
         bins=bins,
+        figures=figures,
         device=device or "auto",
         progress=progress,
     )

@@ -177,10 +177,14 @@ def evaluate(
     name: str | None = None,
     weights: PerceptualWeights = PerceptualWeights(),
     bins: int = 20,
+    figures: int | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> EvaluationResult:
-    """Evaluate one method on the test pairs of `data_dir`; add it to the report in `out_dir`."""
+    """Evaluate one method on the test pairs of `data_dir`; add it to the report in `out_dir`.
+
+    `figures` limits the per-image figures to the first N images (default: all).
+    """
     folder = evaluation_folder(data_dir)
     pairs = load_pairs(folder)
     if (weights.alexnet is None) != (weights.lpips is None):
@@ -195,14 +199,14 @@ def evaluate(
         raise HazeMatchingError(f"method name {name!r} may only hold letters, digits, - and _")
 
     names = _image_names(pairs.sources)
-    images, figures, stds, errors = [], [], [], []
+    images, panels_per_image, stds, errors = [], [], [], []
     fid_sample, fid_target = [], []
     items = list(zip(names, pairs.inputs, pairs.targets, strict=True))
     for image_name, hazy, target in tqdm(items, desc=f"evaluate {name}", disable=not progress):
         result = restorer.run(hazy)
         images.append({"image": image_name, **_image_metrics(hazy, target, result, lpips)})
         sample = result.samples[0] if result.samples is not None else None
-        figures.append(
+        panels_per_image.append(
             (
                 image_name,
                 [
@@ -252,7 +256,7 @@ def evaluate(
     figure_dir = out_dir / "figures" / name
     figure_dir.mkdir(parents=True, exist_ok=True)
     methods.mkdir(parents=True, exist_ok=True)
-    for image_name, panels in figures:
+    for image_name, panels in panels_per_image[:figures]:
         image_row(figure_dir / f"{image_name}.png", panels)
     if calibration is not None and calibration[1] is not None and calibration[2] is not None:
         calibration_plot(

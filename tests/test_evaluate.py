@@ -163,8 +163,11 @@ def test_cli_bad_input_one_line(rl_model: Path, tmp_path: Path) -> None:
 
 
 def test_cli_evaluates_and_reports(rl_model: Path, sim_dir: Path, tmp_path: Path) -> None:
-    done = run("evaluate", rl_model, sim_dir, "--out", tmp_path / "r", "--no-progress")
+    out = tmp_path / "r"
+    done = run("evaluate", rl_model, sim_dir, "--out", out, "--figures", 1, "--no-progress")
     assert done.returncode == 0, done.stderr
+    assert len(list((sim_dir / "test").glob("*.tif"))) > 1
+    assert len(list((out / "figures" / "richardson-lucy").glob("*.png"))) == 1
     assert "richardson-lucy: MMSE range-invariant PSNR" in done.stdout
     assert "LPIPS not computed" in done.stderr
     assert (tmp_path / "r" / "summary.md").stat().st_size > 0
