@@ -19,6 +19,7 @@ from hazematching.config import SamplingConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
+from hazematching.export.runner import load_package, run_package
 from hazematching.predict import build_sampler, load_trained_model, predict_planes
 from hazematching.train import TrainResult
 
@@ -56,7 +57,7 @@ def test_predict_applies_the_calibration(calibrated, sim_dir: Path) -> None:
     np.testing.assert_array_equal(cal.mmse, raw.mmse)
 
 
-def test_export_carries_the_calibrated_std(calibrated, tmp_path: Path) -> None:
+def test_export_carries_the_calibrated_std(calibrated, sim_dir: Path, tmp_path: Path) -> None:
     recipe = default_recipe().model_copy(update={"samples": 3, "steps": 2, "test_size": 32})
     result = export_package(calibrated.checkpoint, tmp_path / "model.zip", recipe)
     with zipfile.ZipFile(result.path) as archive:
@@ -68,6 +69,16 @@ def test_export_carries_the_calibrated_std(calibrated, tmp_path: Path) -> None:
         calibrated.calibration.std_scale
     )
     assert "calibrated as" in card and "not calibrated" not in card
+    # the package's std channel is the calibrated std of the library, not the raw one
+    hazy = tifffile.imread(sorted((sim_dir / "test").glob("*.tif"))[0])[1:2]
+    model = load_trained_model(calibrated.checkpoint)
+    sampling = SamplingConfig(samples=3, steps=2, seed=0)
+    cpu = torch.device("cpu")
+    cal = predict_planes(model, build_sampler(model, sampling, cpu), hazy)
+    raw = predict_planes(model, build_sampler(model, sampling, cpu, calibrated=False), hazy)
+    packaged = run_package(load_package(result.path), hazy, "cpu", lambda: None)
+    np.testing.assert_allclose(packaged[0, 1], cal.std[0], rtol=1e-3, atol=1e-3)
+    assert not np.allclose(packaged[0, 1], raw.std[0], rtol=1e-2)
 
 
 def test_bad_calibration_input(calibrated, sim_dir: Path, tmp_path: Path) -> None:

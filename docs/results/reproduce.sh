@@ -23,13 +23,15 @@ $HM richardson-lucy "$WORK/heldout" --out "$WORK/rl" --psf "$WORK/data/widefield
     --no-progress
 
 # calibration on the held-out val split (never seen in training), 8 samples as in the report
-$HM calibrate "$WORK/hazematching" "$WORK/heldout" --samples 8 --steps 20 --no-progress
-$HM calibrate "$WORK/indi" "$WORK/heldout" --samples 8 --steps 20 --no-progress
+for method in hazematching indi; do
+    $HM calibrate "$WORK/$method" "$WORK/heldout" --samples 8 --steps 20 --no-progress \
+        --out "docs/results/calibration-fit/$method"
+done
 
 # the report, on the held-out test split
 rm -rf "$REPORT"
-$HM evaluate "$WORK/hazematching" "$WORK/heldout" --out "$REPORT" --samples 8 --steps 20 --no-progress
-$HM evaluate "$WORK/unet" "$WORK/heldout" --out "$REPORT" --no-progress
-$HM evaluate "$WORK/indi" "$WORK/heldout" --out "$REPORT" --samples 8 --steps 1 --no-progress
-$HM evaluate "$WORK/indi" "$WORK/heldout" --out "$REPORT" --samples 8 --steps 20 --no-progress
-$HM evaluate "$WORK/rl" "$WORK/heldout" --out "$REPORT" --no-progress
+$HM evaluate "$WORK/hazematching" "$WORK/heldout" --out "$REPORT" --samples 8 --steps 20 --figures 3 --no-progress
+$HM evaluate "$WORK/unet" "$WORK/heldout" --out "$REPORT" --figures 3 --no-progress
+$HM evaluate "$WORK/indi" "$WORK/heldout" --out "$REPORT" --samples 8 --steps 1 --figures 3 --no-progress
+$HM evaluate "$WORK/indi" "$WORK/heldout" --out "$REPORT" --samples 8 --steps 20 --figures 3 --no-progress
+$HM evaluate "$WORK/rl" "$WORK/heldout" --out "$REPORT" --figures 3 --no-progress
