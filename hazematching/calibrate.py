@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .calibration import Calibration, calibrate_arrays
 from .checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from .config import SamplingConfig
-from .data.dataset import load_pairs
+from .data.dataset import load_pairs, split_folder
 from .data.normalization import EPS
 from .errors import HazeMatchingError
 from .export.runner import is_package
@@ -36,12 +36,6 @@ class CalibrationResult:
     calibration: Calibration
     checkpoint: Path
     report: Path
-
-
-def calibration_folder(data_dir: Path) -> Path:
-    """The validation split of a simulated/prepared data folder, or the folder itself."""
-    data_dir = Path(data_dir)
-    return data_dir / "val" if (data_dir / "val").is_dir() else data_dir
 
 
 def calibrate(
@@ -70,7 +64,7 @@ def calibrate(
         raise HazeMatchingError("calibration needs at least 2 samples per image for a std")
     path = resolve_checkpoint_path(model_path)
     checkpoint = load_checkpoint(path)
-    folder = calibration_folder(data_dir)
+    folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
     model = trained_model_from(checkpoint, path)
     sampler = build_sampler(model, sampling, resolve_device(device), calibrated=False)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data.dataset import load_pairs
+from .data.dataset import load_pairs, split_folder
 from .data.tiff import read_single
 from .errors import HazeMatchingError
 from .fileio import atomic_path, write_json
@@ -173,7 +173,7 @@ def fit_richardson_lucy(
     if max_iterations < 1:
         raise HazeMatchingError("max_iterations must be at least 1")
     psf = read_psf(psf_path)
-    folder = Path(data_dir) / "val" if (Path(data_dir) / "val").is_dir() else Path(data_dir)
+    folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
     scores = np.zeros(max_iterations)
     images = list(zip(pairs.inputs, pairs.targets, strict=True))

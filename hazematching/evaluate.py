@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .calibration import bin_by_std, calibration_error
 from .config import SamplingConfig
-from .data.dataset import load_pairs
+from .data.dataset import load_pairs, split_folder
 from .errors import HazeMatchingError
 from .fileio import write_json, write_text
 from .metrics import range_invariant_psnr
@@ -84,12 +84,6 @@ class EvaluationResult:
     method_json: Path
     summary: Path
     overall: dict[str, Any]
-
-
-def evaluation_folder(data_dir: Path) -> Path:
-    """The test split of a simulated/prepared data folder, or the folder itself."""
-    data_dir = Path(data_dir)
-    return data_dir / "test" if (data_dir / "test").is_dir() else data_dir
 
 
 def _image_names(sources: list[Path]) -> list[str]:
@@ -185,7 +179,7 @@ def evaluate(
 
     `figures` limits the per-image figures to the first N images (default: all).
     """
-    folder = evaluation_folder(data_dir)
+    folder = split_folder(data_dir, "test")
     pairs = load_pairs(folder)
     if (weights.alexnet is None) != (weights.lpips is None):
         raise HazeMatchingError("LPIPS needs both --alexnet-weights and --lpips-weights")

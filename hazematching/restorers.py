@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .calibration import Calibration
 from .config import SamplingConfig
@@ -128,5 +127,4 @@ def load_restorer(
                 "sampling settings are baked into a package; re-export it to change them", path
             )
         return _package_restorer(path, device)
-    with torch.no_grad():
-        return _checkpoint_restorer(path, sampling or SamplingConfig(), device)
+    return _checkpoint_restorer(path, sampling or SamplingConfig(), device)

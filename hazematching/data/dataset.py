@@ -51,6 +51,12 @@ def list_tiffs(folder: Path) -> list[Path]:
     )
 
 
+def split_folder(data_dir: Path, split: str) -> Path:
+    """`data_dir/split` (e.g. the val/ or test/ of simulated data) if it exists, else data_dir."""
+    data_dir = Path(data_dir)
+    return data_dir / split if (data_dir / split).is_dir() else data_dir
+
+
 def load_pairs(folder: Path) -> PairedImages:
     """All pairs in `folder`, either 2-channel TIFFs or matched input/ and target/ files."""
     folder = Path(folder)
