@@ -419,6 +419,25 @@ def export(
     )
 
 
+@app.command()
+@_reports_errors
+def check(
+    package: Path = typer.Argument(..., help="model package (.zip or unpacked folder)"),
+) -> None:
+    """Check a package against bioimageio.core, consumer-tool and zoo rules; exit 1 if any fails."""
+    from .check import check_package
+
+    results = check_package(package)
+    width = max(len(r.rule) for r in results)
+    for result in results:
+        mark = "pass" if result.passed else "FAIL"
+        typer.echo(f"{mark}  {result.rule:<{width}}  {result.detail}")
+    failed = [r.rule for r in results if not r.passed]
+    if failed:
+        _fail(f"{package}: {len(failed)} rule(s) failed: {', '.join(failed)}")
+    typer.echo(f"{package}: all {len(results)} rules passed")
+
+
 def main() -> None:
     """Entry point for `python -m hazematching`."""
     app(prog_name="hazematching")

@@ -1,0 +1,102 @@
+"""`check` on a real export and on packages broken on purpose: it names the broken rule."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hazematching.check import RuleResult, check_package
+from hazematching.errors import HazeMatchingError
+from hazematching.export.package import export_package
+from hazematching.export.recipe import default_recipe
+from hazematching.train import TrainResult
+from tests.test_cli import run
+
+RECIPE = default_recipe().model_copy(update={"samples": 2, "steps": 2, "test_size": 32})
+
+
+@pytest.fixture(scope="module")
+def package(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_package(trained.best, tmp_path_factory.mktemp("chk") / "m.zip", RECIPE).path
+
+
+@pytest.fixture(scope="module")
+def results(package: Path) -> dict[str, RuleResult]:
+    return {r.rule: r for r in check_package(package)}
+
+
+def _unpack(package: Path, folder: Path) -> tuple[Path, dict]:
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(folder)
+    return folder, yaml.safe_load((folder / "rdf.yaml").read_text())
+
+
+def _failed(folder: Path) -> set[str]:
+    return {r.rule for r in check_package(folder) if not r.passed}
+
+
+def test_default_export_passes_every_rule_it_can_offline(results: dict[str, RuleResult]) -> None:
+    failed = {name for name, r in results.items() if not r.passed}
+    # maintainers need a GitHub user name, which bioimageio.spec verifies online: see the README
+    assert failed == {"maintainers"}
+    assert results["bioimageio.core test_model (cpu)"].detail == "passed"
+    assert results["size"].detail.endswith("MB")
+
+
+def test_two_outputs_are_named(package: Path, tmp_path: Path) -> None:
+    folder, rdf = _unpack(package, tmp_path)
+    second = {**rdf["outputs"][0], "id": "extra"}
+    rdf["outputs"].append(second)
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    assert "one output" in _failed(folder)
+
+
+def test_unsupported_postprocessing_is_named(package: Path, tmp_path: Path) -> None:
+    folder, rdf = _unpack(package, tmp_path)
+    rdf["outputs"][0]["postprocessing"].insert(
+        0, {"id": "scale_mean_variance", "kwargs": {"reference_tensor": "hazy"}}
+    )
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    failed = _failed(folder)
+    assert "processing supported by JDLL" in failed
+
+
+def test_missing_cover_is_named(package: Path, tmp_path: Path) -> None:
+    folder, rdf = _unpack(package, tmp_path)
+    (folder / rdf["covers"][0]["source"]).unlink()
+    rdf["covers"] = []
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    assert "cover under 500 KB" in _failed(folder)
+
+
+def test_mismatched_test_output_is_named(package: Path, tmp_path: Path) -> None:
+    folder, rdf = _unpack(package, tmp_path)
+    output = rdf["outputs"][0]["test_tensor"]
+    data = np.load(folder / output["source"])
+    np.save(folder / output["source"], data * 1.1 + 1.0)
+    output.pop("sha256", None)
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    failed = _failed(folder)
+    assert "reproduces test output unseeded (1.5e-4 + 1e-4|x|)" in failed
+    assert "bioimageio.core test_model (cpu)" in failed
+
+
+def test_not_a_package(tmp_path: Path) -> None:
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    with pytest.raises(HazeMatchingError, match="not a readable zip"):
+        check_package(tmp_path / "broken.zip")
+    done = run("check", tmp_path / "missing.zip")
+    assert done.returncode == 1 and done.stderr.count("error:") == 1
+
+
+def test_cli_lists_rules_and_fails(package: Path, tmp_path: Path) -> None:
+    shutil.copyfile(package, tmp_path / "m.zip")
+    done = run("check", tmp_path / "m.zip")
+    assert done.returncode == 1  # maintainers
+    assert "pass  one input" in done.stdout and "FAIL  maintainers" in done.stdout
+    assert "1 rule(s) failed: maintainers" in done.stderr
