@@ -1,0 +1,140 @@
+"""The package's TorchScript outside this environment: libtorch from C++, and an older torch.
+
+Opt-in (`-m runtimes`): they need a C++ compiler, or a second Python environment with torch 2.0
+(the libtorch version JDLL ships to deepImageJ and Icy). See tools/README.md.
+
+Java tools run the package's pre- and postprocessing themselves and only hand the normalised
+tensor to libtorch, so these tests do the same: fixed_zero_mean_unit_variance on the test input,
+the raw TorchScript forward in the other runtime, scale_linear on its output, and a comparison
+with the package's test output within the package's own tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hazematching.export.package import export_package
+from hazematching.export.recipe import default_recipe
+from hazematching.train import TrainResult
+
+pytestmark = pytest.mark.runtimes
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH20_PYTHON = os.environ.get("HAZEMATCHING_TORCH20_PYTHON")
+RECIPE = default_recipe().model_copy(update={"samples": 3, "steps": 4, "test_size": 64})
+
+
+@pytest.fixture(scope="module")
+def unpacked(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("runtime")
+    package = export_package(trained.best, folder / "m.zip", RECIPE).path
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(folder / "pkg")
+    return folder / "pkg"
+
+
+def _normalised_input(folder: Path) -> tuple[Path, dict]:
+    rdf = yaml.safe_load((folder / "rdf.yaml").read_text())
+    hazy = rdf["inputs"][0]
+    x = np.load(folder / hazy["test_tensor"]["source"]).astype(np.float32)
+    for step in hazy["preprocessing"]:
+        if step["id"] == "fixed_zero_mean_unit_variance":
+            k = step["kwargs"]
+            x = ((x - k["mean"]) / (k["std"] + 1e-6)).astype(np.float32)
+    np.save(folder / "normalised_input.npy", x)
+    return folder / "normalised_input.npy", rdf
+
+
+def _postprocess_and_compare(raw: np.ndarray, folder: Path, rdf: dict) -> float:
+    out = rdf["outputs"][0]
+    k = next(p["kwargs"] for p in out["postprocessing"] if p["id"] == "scale_linear")
+    gain = np.asarray(k["gain"], np.float32)[None, :, None, None]
+    offset = np.asarray(k["offset"], np.float32)[None, :, None, None]
+    result = raw * gain + offset
+    expected = np.load(folder / out["test_tensor"]["source"])
+    tolerance = rdf["config"]["bioimageio"]["reproducibility_tolerance"][0]
+    limit = tolerance["absolute_tolerance"] + tolerance["relative_tolerance"] * np.abs(expected)
+    assert (np.abs(result - expected) <= limit).all()
+    return float(np.abs(result - expected).max())
+
+
+def _python_reference(folder: Path, rdf: dict, tensor: Path) -> np.ndarray:
+    import torch
+
+    module = torch.jit.load(str(folder / rdf["weights"]["torchscript"]["source"]))
+    with torch.no_grad():
+        return module(torch.from_numpy(np.load(tensor))).numpy()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_cpp_libtorch_program_reproduces_the_test_output(unpacked: Path, tmp_path: Path) -> None:
+    import torch
+
+    lib = Path(torch.__file__).parent
+    exe = tmp_path / "torchscript_runner"
+    subprocess.run(
+        [
+            "g++",
+            "-O1",
+            "-std=c++20",
+            f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+            str(REPO / "tools" / "torchscript_runner.cpp"),
+            "-o",
+            str(exe),
+            f"-I{lib / 'include'}",
+            f"-I{lib / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+            f"-L{lib / 'lib'}",
+            f"-Wl,-rpath,{lib / 'lib'}",
+            "-Wl,--no-as-needed",
+            "-ltorch_cpu",
+            "-lc10",
+        ],
+        check=True,
+        timeout=600,
+    )
+    tensor, rdf = _normalised_input(unpacked)
+    model = unpacked / rdf["weights"]["torchscript"]["source"]
+    done = subprocess.run(
+        [str(exe), str(model), str(tensor), str(tmp_path / "out.npy")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    raw = np.load(tmp_path / "out.npy")
+    np.testing.assert_array_equal(raw, _python_reference(unpacked, rdf, tensor))
+    print(f"C++ ({done.stdout.strip()}): max |diff| {_postprocess_and_compare(raw, unpacked, rdf)}")
+
+
+@pytest.mark.skipif(TORCH20_PYTHON is None, reason="set HAZEMATCHING_TORCH20_PYTHON")
+def test_torch_2_0_reproduces_the_test_output(unpacked: Path, tmp_path: Path) -> None:
+    tensor, rdf = _normalised_input(unpacked)
+    model = unpacked / rdf["weights"]["torchscript"]["source"]
+    script = (
+        "import sys, numpy as np, torch\n"
+        "m = torch.jit.load(sys.argv[1]).eval()\n"
+        "with torch.no_grad():\n"
+        "    y = m(torch.from_numpy(np.load(sys.argv[2])))\n"
+        "np.save(sys.argv[3], y.numpy())\n"
+        "print(torch.__version__)\n"
+    )
+    done = subprocess.run(
+        [TORCH20_PYTHON, "-c", script, str(model), str(tensor), str(tmp_path / "out.npy")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("2.0")
+    raw = np.load(tmp_path / "out.npy")
+    same = np.array_equal(raw, _python_reference(unpacked, rdf, tensor))
+    diff = _postprocess_and_compare(raw, unpacked, rdf)
+    print(f"torch {done.stdout.strip()}: bit-identical {same}, max |diff| {diff}")
