@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -74,18 +75,27 @@ def _python_reference(folder: Path, rdf: dict, tensor: Path) -> np.ndarray:
         return module(torch.from_numpy(np.load(tensor))).numpy()
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
-def test_cpp_libtorch_program_reproduces_the_test_output(unpacked: Path, tmp_path: Path) -> None:
-    import torch
+def _torch_of(python: str) -> tuple[Path, str, int]:
+    """Install folder, version and C++ ABI flag of the torch that `python` imports."""
+    probe = "import torch; print(torch.__file__); print(torch.__version__); "
+    probe += "print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"
+    lines = subprocess.run(
+        [python, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return Path(lines[0]).parent, lines[1], int(lines[2])
 
-    lib = Path(torch.__file__).parent
-    exe = tmp_path / "torchscript_runner"
+
+def _build_runner(python: str, exe: Path) -> str:
+    """Compile tools/torchscript_runner.cpp against the libtorch inside `python`'s torch."""
+    lib, version, abi = _torch_of(python)
+    major, minor = (int(part) for part in version.split(".")[:2])
+    standard = "-std=c++20" if (major, minor) >= (2, 8) else "-std=c++17"
     subprocess.run(
         [
             "g++",
             "-O1",
-            "-std=c++20",
-            f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+            standard,
+            f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
             str(REPO / "tools" / "torchscript_runner.cpp"),
             "-o",
             str(exe),
@@ -100,6 +110,19 @@ def test_cpp_libtorch_program_reproduces_the_test_output(unpacked: Path, tmp_pat
         check=True,
         timeout=600,
     )
+    return version
+
+
+RUNTIMES = [sys.executable] + ([TORCH20_PYTHON] if TORCH20_PYTHON else [])
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+@pytest.mark.parametrize("python", RUNTIMES, ids=["wheel", "torch20"][: len(RUNTIMES)])
+def test_cpp_libtorch_program_reproduces_the_test_output(
+    unpacked: Path, tmp_path: Path, python: str
+) -> None:
+    exe = tmp_path / "torchscript_runner"
+    version = _build_runner(python, exe)
     tensor, rdf = _normalised_input(unpacked)
     model = unpacked / rdf["weights"]["torchscript"]["source"]
     done = subprocess.run(
@@ -110,8 +133,10 @@ def test_cpp_libtorch_program_reproduces_the_test_output(unpacked: Path, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     raw = np.load(tmp_path / "out.npy")
-    np.testing.assert_array_equal(raw, _python_reference(unpacked, rdf, tensor))
-    print(f"C++ ({done.stdout.strip()}): max |diff| {_postprocess_and_compare(raw, unpacked, rdf)}")
+    if python == sys.executable:  # the same libtorch as this Python: bit for bit
+        np.testing.assert_array_equal(raw, _python_reference(unpacked, rdf, tensor))
+    diff = _postprocess_and_compare(raw, unpacked, rdf)
+    print(f"C++ against libtorch {version} ({done.stdout.strip()}): max |diff| {diff}")
 
 
 @pytest.mark.skipif(TORCH20_PYTHON is None, reason="set HAZEMATCHING_TORCH20_PYTHON")
