@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 from .calibrate import calibrate
 from .calibration import Calibration
+from .check import check_package
 from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
 from .data.simulate import simulate
 from .deconvolution import fit_richardson_lucy
@@ -35,6 +36,7 @@ __all__ = [
     "SimulationConfig",
     "TrainConfig",
     "calibrate",
+    "check_package",
     "evaluate",
     "export_package",
     "fit_richardson_lucy",
