@@ -77,7 +77,10 @@ def _load(folder: Path) -> Any:
     rdf = folder / PACKAGE_DESCRIPTION
     if not rdf.is_file():
         raise HazeMatchingError(f"no {PACKAGE_DESCRIPTION} in the package", folder)
-    descr = load_description(rdf, perform_io_checks=True)
+    try:
+        descr = load_description(rdf, perform_io_checks=True)
+    except Exception as error:  # unreadable YAML, missing files ...
+        raise HazeMatchingError(f"cannot read the package ({error})", rdf) from error
     if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
         return None
     return descr

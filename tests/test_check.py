@@ -90,6 +90,10 @@ def test_not_a_package(tmp_path: Path) -> None:
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(HazeMatchingError, match="not a readable zip"):
         check_package(tmp_path / "broken.zip")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "rdf.yaml").write_text("{unclosed")
+    with pytest.raises(HazeMatchingError, match="cannot read the package"):
+        check_package(tmp_path / "folder")
     done = run("check", tmp_path / "missing.zip")
     assert done.returncode == 1 and done.stderr.count("error:") == 1
 
