@@ -38,6 +38,7 @@ from .plots import calibration_plot, image_row, perception_distortion_plot
 from .resolution import fourier_ring_correlation
 from .restorers import Restoration, Restorer, load_restorer
 from .similarity import (
+    SSIM_WINDOW,
     fsim,
     gmsd,
     micro_ms3im,
@@ -181,6 +182,13 @@ def evaluate(
     """
     folder = split_folder(data_dir, "test")
     pairs = load_pairs(folder)
+    for source, image in zip(pairs.sources, pairs.inputs, strict=True):
+        if min(image.shape) < SSIM_WINDOW:
+            raise HazeMatchingError(
+                f"image {image.shape[0]}x{image.shape[1]} is too small to evaluate (MS-SSIM "
+                f"needs at least {SSIM_WINDOW} px)",
+                source,
+            )
     if (weights.alexnet is None) != (weights.lpips is None):
         raise HazeMatchingError("LPIPS needs both --alexnet-weights and --lpips-weights")
     lpips = Lpips(weights.alexnet, weights.lpips) if weights.alexnet and weights.lpips else None
