@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .calibration import bin_by_std, calibration_error
 from .config import SamplingConfig
-from .data.dataset import load_pairs, split_folder
+from .data.dataset import load_pairs, require_min_size, split_folder
 from .errors import HazeMatchingError
 from .fileio import write_json, write_text
 from .metrics import range_invariant_psnr
@@ -182,13 +182,7 @@ def evaluate(
     """
     folder = split_folder(data_dir, "test")
     pairs = load_pairs(folder)
-    for source, image in zip(pairs.sources, pairs.inputs, strict=True):
-        if min(image.shape) < SSIM_WINDOW:
-            raise HazeMatchingError(
-                f"image {image.shape[0]}x{image.shape[1]} is too small to evaluate (MS-SSIM "
-                f"needs at least {SSIM_WINDOW} px)",
-                source,
-            )
+    require_min_size(pairs, SSIM_WINDOW, "the MS-SSIM window")
     if (weights.alexnet is None) != (weights.lpips is None):
         raise HazeMatchingError("LPIPS needs both --alexnet-weights and --lpips-weights")
     lpips = Lpips(weights.alexnet, weights.lpips) if weights.alexnet and weights.lpips else None

@@ -137,7 +137,7 @@ def test_bad_input_is_refused_and_writes_nothing(
     # images too small for the metrics
     (tmp_path / "tiny").mkdir()
     tifffile.imwrite(tmp_path / "tiny" / "t.tif", np.ones((2, 8, 8), np.float32))
-    with pytest.raises(HazeMatchingError, match=r"t\.tif.*too small"):
+    with pytest.raises(HazeMatchingError, match=r"t\.tif.*smaller than the MS-SSIM window 11"):
         evaluate(rl_model, tmp_path / "tiny", out, progress=False)
     # missing LPIPS weight files, or only half of them
     missing = PerceptualWeights(tmp_path / "nope.pth", tmp_path / "nope2.pth")

@@ -135,13 +135,12 @@ def load_training_data(
     return split_by_file(load_pairs(data_dir), val_fraction, seed)
 
 
-def check_patch_fits(pairs: PairedImages, patch_size: int) -> None:
-    """Every image must hold at least one full patch."""
+def require_min_size(pairs: PairedImages, size: int, what: str) -> None:
+    """Every image must be at least `size` px on each side; `what` names the need."""
     for image, source in zip(pairs.inputs, pairs.sources, strict=True):
-        if min(image.shape) < patch_size:
+        if min(image.shape) < size:
             raise HazeMatchingError(
-                f"image of size {image.shape[0]}x{image.shape[1]} is smaller than the patch size "
-                f"{patch_size}",
+                f"image of size {image.shape[0]}x{image.shape[1]} is smaller than {what} {size}",
                 source,
             )
 
@@ -155,7 +154,7 @@ class PatchSampler:
     """
 
     def __init__(self, pairs: PairedImages, normalization: Normalization, patch_size: int):
-        check_patch_fits(pairs, patch_size)
+        require_min_size(pairs, patch_size, "the patch size")
         self.inputs = [normalization.normalize_input(x) for x in pairs.inputs]
         self.targets = [normalization.normalize_target(y) for y in pairs.targets]
         self.patch_size = patch_size
