@@ -14,7 +14,6 @@ model path, against:
 
 from __future__ import annotations
 
-import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ CONSUMER_AXES = {"batch", "channel", "space"}
 SPACE_AXES = {"x", "y", "z"}
 DEEPIMAGEJ_ATOL, DEEPIMAGEJ_RTOL = 1.5e-4, 1e-4
 COVER_LIMIT = 500 * 1024
+UNSEEDED_STATE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,10 @@ def _unseeded_reproduction(descr: Any, folder: Path) -> RuleResult:
 
     rule = "reproduces test output unseeded (1.5e-4 + 1e-4|x|)"
     weight_format = "torchscript" if descr.weights.torchscript is not None else None
-    torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
-    np.random.seed(int.from_bytes(os.urandom(4), "little"))
+    # a fixed state other than the seed 0 test_model uses: a model drawing from the global
+    # generators gives a different output, and the check itself stays reproducible
+    torch.manual_seed(UNSEEDED_STATE)
+    np.random.seed(UNSEEDED_STATE)
     try:
         with create_prediction_pipeline(
             descr, weight_format=weight_format, devices=["cpu"]

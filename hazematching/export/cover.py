@@ -1,4 +1,4 @@
-"""Cover image of a package: hazy input | MMSE | std, side by side, as a small PNG."""
+"""Cover image of a package: panels side by side (hazy | MMSE | std), as a small PNG."""
 
 from __future__ import annotations
 
@@ -30,6 +30,6 @@ def side_by_side(panels: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(row[:-1], axis=1)
 
 
-def write_cover(path: Path, hazy: np.ndarray, mmse: np.ndarray, std: np.ndarray) -> None:
-    """Write the three panels as a greyscale PNG."""
-    iio.imwrite(path, side_by_side([hazy, mmse, std]))
+def write_cover(path: Path, *panels: np.ndarray) -> None:
+    """Write the panels (e.g. hazy, MMSE, std) side by side as a greyscale PNG."""
+    iio.imwrite(path, side_by_side(list(panels)))
