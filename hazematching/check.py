@@ -8,7 +8,8 @@ model path, against:
   that reproduces the test output within 1.5e-4 + 1e-4 |x| without any seeding (deepImageJ's
   own check, which never seeds);
 - zoo upload rules that can be checked offline: no `id`, a README with `## Validation`, covers
-  under 500 KB, an SPDX licence, maintainers, tags;
+  under 500 KB, an SPDX licence, maintainers, tags (maintainers' GitHub accounts are looked up
+  when GitHub can be reached and reported as not verified otherwise);
 - and reports the package size.
 """
 
@@ -27,6 +28,7 @@ import tifffile
 import torch
 
 from .errors import HazeMatchingError
+from .export.github import package_github_users, unverified_github_users, verify_github_user
 from .export.runner import PACKAGE_DESCRIPTION
 
 JDLL_PROCESSING = {
@@ -210,13 +212,27 @@ def _zoo_rules(descr: Any, folder: Path) -> list[RuleResult]:
             ", ".join(large) if large else (", ".join(c.name for c in covers) or "no cover file"),
         ),
         RuleResult("SPDX licence", isinstance(descr.license, LicenseId), str(descr.license)),
-        RuleResult(
-            "maintainers",
-            bool(descr.maintainers),
-            ", ".join(str(m.github_user) for m in descr.maintainers) or "none listed",
-        ),
+        _maintainers_rule(descr),
         RuleResult("tags", bool(descr.tags), ", ".join(descr.tags) or "none"),
     ]
+
+
+def _maintainers_rule(descr: Any) -> RuleResult:
+    """At least one maintainer, and no GitHub account that GitHub says does not exist."""
+    if not descr.maintainers:
+        return RuleResult(
+            "maintainers",
+            False,
+            "none listed: export with --maintainer YOUR_GITHUB_USER (the zoo requires one)",
+        )
+    found = [
+        (str(m.github_user), *verify_github_user(str(m.github_user))) for m in descr.maintainers
+    ]
+    return RuleResult(
+        "maintainers",
+        all(exists is not False for _, exists, _ in found),
+        ", ".join(f"{user} ({how})" for user, _, how in found),
+    )
 
 
 def _size(path: Path) -> int:
@@ -233,7 +249,7 @@ def check_package(path: Path) -> list[RuleResult]:
     if not path.exists():
         raise HazeMatchingError("model package not found", path)
     results = [RuleResult("size", True, f"{_size(path) / 1e6:.1f} MB")]
-    with _unpacked(path) as folder:
+    with _unpacked(path) as folder, unverified_github_users(package_github_users(folder)):
         descr = _load(folder)
         if descr is None:
             return [*results, RuleResult("valid BioImage.IO model (spec 0.5)", False, "invalid")]

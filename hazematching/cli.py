@@ -389,6 +389,11 @@ def export(
         None, help="hazy TIFF for test tensors and cover [default: first validation image]"
     ),
     test_size: int = typer.Option(None, help="side of the test tensor [default: patch size]"),
+    maintainer: list[str] = typer.Option(
+        None,
+        help="GitHub user who maintains the package (repeatable; the zoo requires one), "
+        "added to the recipe's",
+    ),
 ) -> None:
     """Export a checkpoint as a BioImage.IO model package and test it with bioimageio.core."""
     from .deconvolution import is_richardson_lucy
@@ -406,6 +411,9 @@ def export(
         with_samples=with_samples,
         test_image=test_image,
         test_size=test_size,
+        maintainers=[*base.model_dump()["maintainers"], *({"github_user": m} for m in maintainer)]
+        if maintainer
+        else None,
     )
     if is_richardson_lucy(checkpoint):
         if any(v is not None for v in (samples, steps, seed, with_samples)):

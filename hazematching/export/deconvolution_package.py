@@ -8,7 +8,6 @@ predictor. Like `export_package`, it keeps the zip only if `bioimageio.core.test
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,13 @@ from .description import (
     tolerance_config,
 )
 from .description import reference_output as reference
-from .package import ExportResult, centre_crop, save_tested_package, write_tensor
+from .package import (
+    ExportResult,
+    centre_crop,
+    export_folder,
+    save_tested_package,
+    write_tensor,
+)
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe, default_recipe
 
 CHANNELS = ("mmse", "std")
@@ -100,8 +105,7 @@ def export_richardson_lucy(
     hazy = centre_crop(image, recipe.test_size or 128, 1, source)
     if hazy.shape[0] < MIN_SIZE:
         raise HazeMatchingError(f"test image smaller than {MIN_SIZE} px", source)
-    with tempfile.TemporaryDirectory(prefix="hazematching-export-") as tmp:
-        folder = Path(tmp)
+    with export_folder(recipe) as folder:
         module = model.module()
         module.save(str(folder / "richardson_lucy_torchscript.pt"))
         input_npy, input_tif = write_tensor(folder, "test_input", hazy[None, None])

@@ -131,11 +131,14 @@ def output_tensor(
 
 
 def recipe_fields(recipe: ExportRecipe, documentation: Path, cover: Path) -> dict[str, Any]:
-    """Name, description, authors, citation, licence, tags, version, card and cover."""
+    """Name, description, authors, maintainers, citation, licence, tags, version, card, cover."""
     return {
         "name": recipe.name,
         "description": recipe.description,
         "authors": [v0_5.Author(**a.model_dump(exclude_none=True)) for a in recipe.authors],
+        "maintainers": [
+            v0_5.Maintainer(**m.model_dump(exclude_none=True)) for m in recipe.maintainers
+        ],
         "cite": [v0_5.CiteEntry(text=PAPER_CITATION, url=v0_5.HttpUrl(PAPER_URL))],
         "license": v0_5.LicenseId(recipe.license),
         "tags": list(recipe.tags),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from .description import (
     minimum_input_size,
     reference_output,
 )
+from .github import unverified_github_users
 from .recipe import ExportRecipe, default_recipe
 
 
@@ -140,8 +143,7 @@ def export_package(
         )
     kwargs = sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration)
 
-    with tempfile.TemporaryDirectory(prefix="hazematching-export-") as tmp:
-        folder = Path(tmp)
+    with export_folder(recipe) as folder:
         scripted = build_sampler(model, sampling, torch.device("cpu"))
         scripted.save(str(folder / "sampler_torchscript.pt"))
         state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}
@@ -205,6 +207,20 @@ def export_package(
         seconds=time.perf_counter() - start,
         size_bytes=out_path.stat().st_size,
     )
+
+
+@contextmanager
+def export_folder(recipe: ExportRecipe) -> Iterator[Path]:
+    """A temporary folder for the package files, and its maintainers accepted without network.
+
+    bioimageio.spec would ask the GitHub API about each maintainer while the description is
+    built and tested (see `github.py`); `hazematching check` verifies the accounts instead.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="hazematching-export-") as tmp,
+        unverified_github_users(m.github_user for m in recipe.maintainers),
+    ):
+        yield Path(tmp)
 
 
 def save_tested_package(descr: v0_5.ModelDescr, out_path: Path) -> None:

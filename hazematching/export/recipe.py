@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 
 from ..config import StrictModel
 from ..errors import HazeMatchingError, describe_validation_error
+from .github import GITHUB_USER_MAX, GITHUB_USER_PATTERN
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,12 +28,19 @@ PAPER_CITATION = (
 
 
 class Person(StrictModel):
-    """An author of the model (no GitHub user: validating one needs network access)."""
+    """An author of the model; GitHub users go in `maintainers`."""
 
     name: str = Field(min_length=1)
     affiliation: str | None = None
     email: str | None = None
     orcid: str | None = None
+
+
+class Maintainer(StrictModel):
+    """Who answers for the package in the zoo, by GitHub user (the zoo requires at least one)."""
+
+    github_user: str = Field(pattern=GITHUB_USER_PATTERN, max_length=GITHUB_USER_MAX)
+    name: str | None = None
 
 
 class CardText(StrictModel):
@@ -64,6 +72,10 @@ class ExportRecipe(StrictModel):
     name: str = Field(min_length=5, max_length=128)
     description: str = Field(min_length=10)
     authors: list[Person] = Field(min_length=1)
+    maintainers: list[Maintainer] = Field(
+        default_factory=list,
+        description="GitHub users who maintain the package; the zoo requires one to upload",
+    )
     license: str = "MIT"
     tags: list[str] = Field(
         default_factory=lambda: [

@@ -27,12 +27,15 @@ def load_package(path: Path) -> ModelDescr:
     from bioimageio.spec import InvalidDescr, load_description
     from bioimageio.spec.model import v0_5
 
+    from .github import package_github_users, unverified_github_users
+
     path = Path(path)
     if not path.exists():
         raise HazeMatchingError("model package not found", path)
     source = path / PACKAGE_DESCRIPTION if path.is_dir() else path
     try:
-        descr = load_description(source, perform_io_checks=True)
+        with unverified_github_users(package_github_users(path)):
+            descr = load_description(source, perform_io_checks=True)
     except Exception as error:  # corrupt zip, unreadable YAML ...
         raise HazeMatchingError(f"cannot open model package ({error})", path) from error
     if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
