@@ -104,3 +104,19 @@ def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_pat
     out = run_package(load_package(result.path), hazy, "cpu", lambda: None)
     np.testing.assert_allclose(out[0, 0], deconvolve(model.module(), hazy[0]), rtol=1e-4, atol=1e-3)
     assert np.count_nonzero(out[0, 1]) == 0
+
+
+def test_cli_export_lists_maintainers(sim_dir: Path, tmp_path: Path) -> None:
+    from hazematching.export.runner import load_package
+    from tests.test_cli import run
+
+    fit_richardson_lucy(
+        sim_dir / PSF_FILE, sim_dir, tmp_path / "rl", max_iterations=2, progress=False
+    )
+    args = ["export", tmp_path / "rl", "--out", tmp_path / "rl.zip", "--test-size", "32"]
+    done = run(*args, "--maintainer", "octocat", "--maintainer", "hubot")
+    assert done.returncode == 0, done.stderr
+    users = [str(m.github_user) for m in load_package(tmp_path / "rl.zip").maintainers]
+    assert users == ["octocat", "hubot"]
+    done = run(*args, "--maintainer", "not a user")
+    assert done.returncode == 1 and "github_user" in done.stderr
