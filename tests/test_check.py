@@ -12,8 +12,8 @@ import yaml
 
 from hazematching.check import RuleResult, check_package
 from hazematching.errors import HazeMatchingError
-from hazematching.export.package import export_package
 from hazematching.export.github import is_github_user, package_github_users
+from hazematching.export.package import export_package
 from hazematching.export.recipe import ExportRecipe, Maintainer, default_recipe
 from hazematching.train import TrainResult
 from tests.test_cli import run
