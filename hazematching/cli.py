@@ -211,10 +211,12 @@ def train(
 @app.command()
 @_reports_errors
 def predict(
-    model: Path = typer.Argument(
-        ..., help="checkpoint (.pt), run folder, or exported model package (.zip or folder)"
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="[MODEL] IMAGES...",
+        help="MODEL: checkpoint (.pt), run folder or model package (.zip or folder); without it "
+        "the bundled model model_zoo/hazematching-simulated. IMAGES: hazy TIFFs (2D or stacks)",
     ),
-    inputs: list[Path] = typer.Argument(..., help="hazy TIFFs (2D or stacks of 2D planes)"),
     out: Path = typer.Option(..., "--out", help="folder for the output TIFFs"),
     samples: int = typer.Option(
         None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
@@ -239,8 +241,11 @@ def predict(
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Dehaze images: write the MMSE and per-pixel std (and optionally samples) as TIFFs."""
+    """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs, and PNG previews."""
     from .predict import predict as run
+    from .predict import split_model_argument
+
+    model, inputs = split_model_argument(paths)
 
     options = {
         "samples": samples,
@@ -389,6 +394,9 @@ def export(
         None, help="hazy TIFF for test tensors and cover [default: first validation image]"
     ),
     test_size: int = typer.Option(None, help="side of the test tensor [default: patch size]"),
+    evaluation: Path = typer.Option(
+        None, help="report folder of `hazematching evaluate` with this model, for the model card"
+    ),
     maintainer: list[str] = typer.Option(
         None,
         help="GitHub user who maintains the package (repeatable; the zoo requires one), "
@@ -411,6 +419,7 @@ def export(
         with_samples=with_samples,
         test_image=test_image,
         test_size=test_size,
+        evaluation=evaluation,
         maintainers=[*base.model_dump()["maintainers"], *({"github_user": m} for m in maintainer)]
         if maintainer
         else None,

@@ -348,11 +348,16 @@ def _calibration_lines(record: dict[str, Any]) -> list[str]:
     return [text + ".", ""]
 
 
-def write_summary(out_dir: Path) -> Path:
-    """Rebuild summary.md/.json and the perception-distortion plots from methods/*.json."""
+def load_records(out_dir: Path) -> list[dict[str, Any]]:
+    """The per-method records of a report folder, in name order."""
     records = [json.loads(p.read_text()) for p in sorted((out_dir / METHODS_FOLDER).glob("*.json"))]
     if not records:
         raise HazeMatchingError("no evaluated methods", out_dir)
+    return records
+
+
+def comparison_markdown(records: list[dict[str, Any]]) -> list[str]:
+    """What was measured on which data, the table of every method, methods and calibration."""
     first = records[0]
     input_row = {"mmse": first["overall"]["input"]}
     rows = [("hazy input", input_row)] + [(r["name"], r["overall"]) for r in records]
@@ -361,9 +366,7 @@ def write_summary(out_dir: Path) -> Path:
         for r in records
         if "calibration" in r["overall"]
     ]
-    lines = [
-        "# Evaluation summary",
-        "",
+    return [
         f"{first['images']} test images of `{first['data']}`. RI-PSNR: range-invariant PSNR (dB, "
         "higher is better); MS-SSIM, MicroMS3IM: higher is better; FRC: resolution in pixels "
         "where the Fourier ring correlation with the target drops below the threshold (lower "
@@ -384,6 +387,13 @@ def write_summary(out_dir: Path) -> Path:
         *(f"- {line}" for line in first["skipped"]),
         "",
     ]
+
+
+def write_summary(out_dir: Path) -> Path:
+    """Rebuild summary.md/.json and the perception-distortion plots from methods/*.json."""
+    records = load_records(out_dir)
+    first = records[0]
+    lines = ["# Evaluation summary", "", *comparison_markdown(records)]
     for metric, label in (
         ("gmsd", "GMSD"),
         ("spectral_distance", "spectral distance"),

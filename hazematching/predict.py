@@ -26,6 +26,7 @@ from .export.runner import channel_names as package_channel_names
 from .export.runner import is_package, load_package, run_package
 from .fileio import write_json
 from .model import build_velocity_net, trace_velocity
+from .plots import image_row
 from .runtime import resolve_device
 from .sampling import (
     MMSE_CHANNEL,
@@ -171,12 +172,49 @@ def output_channel_names(sampling: SamplingConfig) -> list[str]:
     return names
 
 
-def _write_result(path: Path, stack: np.ndarray, names: list[str]) -> None:
-    """(planes, C, Y, X) -> a CYX TIFF for one plane, a ZCYX TIFF for a stack."""
+DEFAULT_MODEL = "hazematching-simulated"
+MODEL_ZOO = Path(__file__).resolve().parents[1] / "model_zoo"
+IMAGE_SUFFIXES = {".tif", ".tiff"}
+PREVIEW_SAMPLES = 2
+
+
+def bundled_model() -> Path:
+    """The default model shipped in the repository's model_zoo/ folder."""
+    path = MODEL_ZOO / DEFAULT_MODEL
+    if not (path / "rdf.yaml").is_file():
+        raise HazeMatchingError(
+            "the bundled model is missing (it ships with a clone of the repository): "
+            "pass a model as the first argument",
+            path,
+        )
+    return path
+
+
+def split_model_argument(paths: list[Path]) -> tuple[Path, list[Path]]:
+    """`[MODEL] IMAGES...` -> (model, images); without a model (a TIFF first), the bundled one."""
+    if not paths:
+        raise HazeMatchingError("no input images given")
+    if Path(paths[0]).suffix.lower() in IMAGE_SUFFIXES:
+        return bundled_model(), list(paths)
+    return Path(paths[0]), list(paths[1:])
+
+
+def _write_result(
+    out_dir: Path, name: str, image: np.ndarray, stack: np.ndarray, names: list[str]
+) -> Path:
+    """Write `<name>.tif` (CYX for one plane, ZCYX for a stack) and the preview `<name>.png`.
+
+    The preview shows the middle plane: input | MMSE | std | the first samples when kept.
+    """
+    path = out_dir / f"{name}.tif"
     if stack.shape[0] == 1:
         write_tiff(path, stack[0], "CYX", names)
     else:
         write_tiff(path, stack, "ZCYX", names)
+    middle = stack.shape[0] // 2
+    shown = [(n, stack[middle, c]) for c, n in enumerate(names)][: 2 + PREVIEW_SAMPLES]
+    image_row(out_dir / f"{name}.png", [("input", image[middle]), *shown])
+    return path
 
 
 def predict(
@@ -189,7 +227,9 @@ def predict(
     device: str = "auto",
     progress: bool = True,
 ) -> list[Path]:
-    """Dehaze each input TIFF and write `<out_dir>/<name>.tif` with channels mmse, std [, samples].
+    """Dehaze each input TIFF: `<out_dir>/<name>.tif` with channels mmse, std [, samples].
+
+    Next to each TIFF, `<name>.png` previews input | MMSE | std (| samples).
 
     `model_path` is a checkpoint (or run folder), sampled with `sampling` (default
     `SamplingConfig()`), or an exported model package (.zip or unpacked folder), which runs
@@ -221,8 +261,7 @@ def predict(
         with tqdm(total=planes, desc="predict", unit="plane", disable=not progress) as bar:
             for name, image in zip(names, images, strict=True):
                 stack = run_package(descr, image, torch_device, lambda: bar.update(1))
-                _write_result(out_dir / f"{name}.tif", stack, channel_names)
-                written.append(out_dir / f"{name}.tif")
+                written.append(_write_result(out_dir, name, image, stack, channel_names))
         settings: dict[str, object] = {"package": True}
     else:
         model = load_trained_model(model_path)
@@ -235,8 +274,7 @@ def predict(
             for path, name, image in zip(inputs, names, images, strict=True):
                 bar.set_postfix(image=Path(path).name)
                 result = predict_planes(model, sampler, image, bar)
-                _write_result(out_dir / f"{name}.tif", result.stacked(), channel_names)
-                written.append(out_dir / f"{name}.tif")
+                written.append(_write_result(out_dir, name, image, result.stacked(), channel_names))
         settings = sampling.model_dump(mode="json")
     write_json(
         out_dir / "predict.json",

@@ -117,6 +117,11 @@ def train(
     if resume:
         previous = load_checkpoint(run_dir / LAST)
         config = previous.config.model_copy(update={"steps": config.steps, "device": config.device})
+        if not previous.optimizer:
+            raise HazeMatchingError(
+                "holds no optimizer state (a copy for prediction): cannot resume from it",
+                run_dir / LAST,
+            )
         if previous.step >= config.steps:
             raise HazeMatchingError(
                 f"already trained {previous.step} steps; ask for more than that with --steps",

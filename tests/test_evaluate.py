@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -178,16 +179,29 @@ def test_cli_evaluates_and_reports(rl_model: Path, sim_dir: Path, tmp_path: Path
     assert (tmp_path / "r" / "summary.md").stat().st_size > 0
 
 
+def _card(package: Path) -> str:
+    with zipfile.ZipFile(package) as archive:
+        return archive.read("README.md").decode()
+
+
 def test_package_is_evaluated_like_its_checkpoint(
-    calibrated_checkpoint: Path, sim_dir: Path, tmp_path: Path
+    report, calibrated_checkpoint: Path, sim_dir: Path, tmp_path: Path
 ) -> None:
     from hazematching.export.package import export_package
     from hazematching.export.recipe import default_recipe
 
     recipe = default_recipe().model_copy(
-        update={"samples": 3, "steps": 2, "with_samples": True, "test_size": 32}
+        update={
+            "samples": 3,
+            "steps": 2,
+            "with_samples": True,
+            "test_size": 32,
+            "evaluation": report[0],
+        }
     )
     package = export_package(calibrated_checkpoint, tmp_path / "m.zip", recipe).path
+    card = _card(package)  # the report's table under Validation, naming this model
+    assert "this package is `hazematching`" in card.split("## Validation")[1]
     from_package = evaluate(package, sim_dir, tmp_path / "a", bins=4, progress=False)
     from_checkpoint = evaluate(
         calibrated_checkpoint, sim_dir, tmp_path / "b", SAMPLING, bins=4, progress=False
@@ -200,6 +214,27 @@ def test_package_is_evaluated_like_its_checkpoint(
     assert a["calibration"]["calibrated_error"] == pytest.approx(
         b["calibration"]["calibrated_error"], abs=1e-3
     )
+
+
+def test_model_card_shows_this_models_evaluation(
+    report, calibrated_checkpoint: Path, rl_model: Path, tmp_path: Path
+) -> None:
+    from hazematching.checkpoint import load_checkpoint
+    from hazematching.export.card import evaluation_markdown
+
+    out, flow, _ = report
+    calibration = load_checkpoint(calibrated_checkpoint).calibration
+    # the run folder names the same checkpoint as the file evaluate was given
+    text = evaluation_markdown(out, calibrated_checkpoint.parent, calibration)
+    assert "this package is `hazematching`" in text
+    assert f"| hazematching | {flow.overall['mmse']['ri_psnr']:.2f} |" in text
+    assert "| richardson-lucy |" in text and "| hazy input |" in text
+    assert "this package is `richardson-lucy`" in evaluation_markdown(out, rl_model, None)
+    with pytest.raises(HazeMatchingError, match="holds no evaluation"):
+        evaluation_markdown(out, tmp_path / "other.pt", calibration)
+    stale = calibration.model_copy(update={"std_scale": calibration.std_scale * 2})
+    with pytest.raises(HazeMatchingError, match="another calibration"):
+        evaluation_markdown(out, calibrated_checkpoint, stale)
 
 
 def test_fid_with_local_inception_weights(rl_model: Path, sim_dir: Path, tmp_path: Path) -> None:

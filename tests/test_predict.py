@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imageio.v3
 import numpy as np
 import pytest
 import tifffile
@@ -12,7 +13,14 @@ import torch
 from hazematching.config import SamplingConfig
 from hazematching.data.tiff import read_single
 from hazematching.errors import HazeMatchingError
-from hazematching.predict import build_sampler, load_trained_model, predict
+from hazematching.predict import (
+    DEFAULT_MODEL,
+    build_sampler,
+    bundled_model,
+    load_trained_model,
+    predict,
+    split_model_argument,
+)
 from hazematching.train import TrainResult
 
 SAMPLING = SamplingConfig(samples=3, steps=4, seed=2, batch_size=2)
@@ -47,6 +55,8 @@ def test_prediction_file_and_numbers(trained: TrainResult, hazy: Path, tmp_path:
     np.testing.assert_allclose(data[0], norm.denormalize_target(raw[0]), rtol=1e-6)
     np.testing.assert_allclose(data[1], norm.denormalize_target(raw[1], is_std=True), rtol=1e-6)
     assert (tmp_path / "predict.json").is_file()
+    preview = imageio.v3.imread(tmp_path / "cell.png")  # input | mmse | std, with titles
+    assert preview.ndim == 3 and preview.shape[1] > 2 * preview.shape[0]
 
 
 def test_same_seed_same_bits_other_seed_differs(
@@ -92,3 +102,12 @@ def test_bad_input_writes_nothing(trained: TrainResult, hazy: Path, tmp_path: Pa
         predict(tmp_path / "none.pt", [hazy], out, SAMPLING, progress=False)
     with pytest.raises(HazeMatchingError, match="share a file name"):
         predict(trained.best, [hazy, hazy], out, SAMPLING, progress=False)
+
+
+def test_model_argument_is_optional(hazy: Path) -> None:
+    model, images = split_model_argument([Path("run/best.pt"), hazy])
+    assert model == Path("run/best.pt") and images == [hazy]
+    model, images = split_model_argument([hazy, hazy.with_suffix(".TIFF")])
+    assert model == bundled_model() and model.name == DEFAULT_MODEL and len(images) == 2
+    with pytest.raises(HazeMatchingError, match="no input images"):
+        split_model_argument([])

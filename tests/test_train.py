@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from hazematching.checkpoint import load_checkpoint
+from hazematching.checkpoint import load_checkpoint, save_checkpoint
 from hazematching.errors import HazeMatchingError
 from hazematching.train import TrainResult, train
 from tests.conftest import tiny_train_config
@@ -67,6 +68,12 @@ def test_refuses_to_overwrite_or_resume_nothing(
         train(sim_dir, trained.last.parent, tiny_train_config(), resume=True, progress=False)
     with pytest.raises(HazeMatchingError, match="checkpoint not found"):
         train(sim_dir, tmp_path / "new", tiny_train_config(), resume=True, progress=False)
+    # a copy without optimizer state (packaging/release_checkpoint.py) predicts but cannot resume
+    stripped = dataclasses.replace(load_checkpoint(trained.last), optimizer={})
+    save_checkpoint(tmp_path / "copy" / "last.pt", stripped)
+    longer = tiny_train_config(steps=16)
+    with pytest.raises(HazeMatchingError, match="no optimizer state"):
+        train(sim_dir, tmp_path / "copy", longer, resume=True, progress=False)
 
 
 def test_patch_larger_than_images(sim_dir: Path, tmp_path: Path) -> None:

@@ -2,10 +2,57 @@
 
 from __future__ import annotations
 
-from ..checkpoint import Checkpoint
+import math
+from pathlib import Path
+
+from ..calibration import Calibration
+from ..checkpoint import BEST, Checkpoint
 from ..config import SamplingConfig
 from ..data.normalization import EPS
+from ..deconvolution import MODEL_FILE
+from ..errors import HazeMatchingError
+from ..evaluate import comparison_markdown, load_records
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
+
+
+def _model_file(path: Path | str) -> Path:
+    """The model file a path names: itself, or the checkpoint / RL model inside a folder."""
+    path = Path(path).resolve()
+    for inside in (path / BEST, path / MODEL_FILE) if path.is_dir() else ():
+        if inside.is_file():
+            return inside
+    return path
+
+
+def evaluation_markdown(report: Path, model_path: Path, calibration: Calibration | None) -> str:
+    """The comparison table of a `hazematching evaluate` report, naming this model's rows.
+
+    Refuses a report without an evaluation of `model_path`, or one made under a calibration
+    other than the model's present one: the card would show numbers of another model.
+    """
+    records = load_records(Path(report))
+    ours = [r for r in records if _model_file(r["model"]) == _model_file(model_path)]
+    if not ours:
+        raise HazeMatchingError(f"holds no evaluation of {model_path}", report)
+    for record in ours:
+        measured = record["overall"].get("calibration", {}).get("std_scale")
+        present = calibration.std_scale if calibration else None
+        if (measured is None) != (present is None) or (
+            measured is not None and not math.isclose(measured, present, rel_tol=1e-9)
+        ):
+            raise HazeMatchingError(
+                f"evaluated {record['name']} under another calibration than the model's "
+                "present one: evaluate again",
+                report,
+            )
+    names = ", ".join(f"`{r['name']}`" for r in ours)
+    return "\n".join(
+        [
+            f"Measured with `hazematching evaluate`; this package is {names} below.",
+            "",
+            *comparison_markdown(records),
+        ]
+    )
 
 
 def _training_data(checkpoint: Checkpoint) -> str:
@@ -36,14 +83,20 @@ def model_card(
     sampling: SamplingConfig,
     channel_names: list[str],
     parameters: int,
+    evaluation: str | None = None,
 ) -> str:
-    """Markdown text of the package README, with the `## Validation` section the zoo asks for."""
+    """Markdown text of the package README, with the `## Validation` section the zoo asks for.
+
+    `evaluation` (see `evaluation_markdown`) and the recipe's metrics text are the measured
+    results shown under Validation.
+    """
     config, norm = checkpoint.config, checkpoint.normalization
     history = checkpoint.history
     last_val = f"{history[-1]['val_loss']:.4f} at step {history[-1]['step']}" if history else "n/a"
     best_val = f"{checkpoint.best_val_loss:.4f}" if checkpoint.best_val_loss is not None else "n/a"
     calibration = checkpoint.calibration
-    metrics = recipe.card.metrics or (
+    measured = [text for text in (recipe.card.metrics, evaluation) if text]
+    metrics = "\n\n".join(measured) or (
         "No held-out image metrics were recorded for this package. Measure them on your own "
         "paired data before relying on the output."
     )

@@ -19,6 +19,7 @@ from .. import __version__
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..deconvolution import load_richardson_lucy
 from ..errors import HazeMatchingError
+from .card import evaluation_markdown
 from .cover import write_cover
 from .description import (
     INPUT_ID,
@@ -57,7 +58,13 @@ def _test_image(recipe: ExportRecipe, psf_source: str) -> tuple[np.ndarray, Path
     return planes[0, INPUT_CHANNEL if planes.shape[1] == 2 else 0], path
 
 
-def _card(recipe: ExportRecipe, iterations: int, psf_source: str, curve: list[float]) -> str:
+def _card(
+    recipe: ExportRecipe,
+    iterations: int,
+    psf_source: str,
+    curve: list[float],
+    evaluation: str | None,
+) -> str:
     return "\n".join(
         [
             f"# {recipe.name}",
@@ -78,6 +85,7 @@ def _card(recipe: ExportRecipe, iterations: int, psf_source: str, curve: list[fl
             f"({max(curve):.2f} dB; 1 iteration: {curve[0]:.2f} dB, {len(curve)} iterations: "
             f"{curve[-1]:.2f} dB). `bioimageio.core.test_model` passed at export.",
             "",
+            *([evaluation, ""] if evaluation else []),
             "## Limitations",
             "",
             "Only as good as the PSF: a 2D deconvolution cannot separate the out-of-focus light "
@@ -105,6 +113,11 @@ def export_richardson_lucy(
     hazy = centre_crop(image, recipe.test_size or 128, 1, source)
     if hazy.shape[0] < MIN_SIZE:
         raise HazeMatchingError(f"test image smaller than {MIN_SIZE} px", source)
+    evaluation = (
+        evaluation_markdown(recipe.evaluation, model_path, None)
+        if recipe.evaluation is not None
+        else None
+    )
     with export_folder(recipe) as folder:
         module = model.module()
         module.save(str(folder / "richardson_lucy_torchscript.pt"))
@@ -113,7 +126,7 @@ def export_richardson_lucy(
             library = module(torch.from_numpy(hazy)[None, None]).numpy()
         write_cover(folder / "cover.png", hazy, library[0, 0])  # std is zero: not shown
         (folder / "README.md").write_text(
-            _card(recipe, model.iterations, model.psf_source, model.curve)
+            _card(recipe, model.iterations, model.psf_source, model.curve, evaluation)
         )
 
         def describe(output: np.ndarray) -> v0_5.ModelDescr:

@@ -36,7 +36,7 @@ from ..predict import (
     sampler_kwargs,
     trained_model_from,
 )
-from .card import model_card
+from .card import evaluation_markdown, model_card
 from .cover import write_cover
 from .description import (
     PackageFiles,
@@ -142,6 +142,11 @@ def export_package(
             source,
         )
     kwargs = sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration)
+    evaluation = (
+        evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
+        if recipe.evaluation is not None
+        else None
+    )
 
     with export_folder(recipe) as folder:
         scripted = build_sampler(model, sampling, torch.device("cpu"))
@@ -176,6 +181,7 @@ def export_package(
                 sampling,
                 channel_names,
                 count_parameters(model.velocity),
+                evaluation,
             )
         )
         architecture_kwargs = {

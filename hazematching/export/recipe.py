@@ -110,6 +110,11 @@ class ExportRecipe(StrictModel):
     test_size: int | None = Field(
         None, ge=8, description="side of the square test tensor; default: the training patch size"
     )
+    evaluation: Path | None = Field(
+        None,
+        description="report folder of `hazematching evaluate` holding this model; its table "
+        "goes into the model card (relative to the recipe)",
+    )
     card: CardText = CardText()
 
 
@@ -125,7 +130,7 @@ def default_recipe() -> ExportRecipe:
 
 
 def load_recipe(path: Path) -> ExportRecipe:
-    """Read and validate a TOML recipe; a relative `test_image` is resolved from its folder."""
+    """Read and validate a TOML recipe; relative `test_image`, `evaluation` start at its folder."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -139,6 +144,9 @@ def load_recipe(path: Path) -> ExportRecipe:
         raise HazeMatchingError(
             f"invalid recipe ({describe_validation_error(error)})", path
         ) from error
-    if recipe.test_image is not None and not recipe.test_image.is_absolute():
-        recipe = recipe.model_copy(update={"test_image": path.parent / recipe.test_image})
-    return recipe
+    relative = {
+        key: path.parent / value
+        for key, value in (("test_image", recipe.test_image), ("evaluation", recipe.evaluation))
+        if value is not None and not value.is_absolute()
+    }
+    return recipe.model_copy(update=relative)
