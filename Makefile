@@ -1,11 +1,13 @@
-# Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then test).
+# Two entry points: `make demo` (set up, then dehaze an example image with the bundled model) and
+# `make test` (set up, then test). `make pipeline` runs every step on a tiny model of its own.
 # The virtual environment is created on first use and refreshed when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := out/demo
+PIPELINE := out/pipeline
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo pipeline test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -15,15 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	rm -rf $(DEMO)
-	$(BIN)/hazematching simulate $(DEMO)/data --pairs 32 --size 64 --seed 0
-	$(BIN)/hazematching train $(DEMO)/data --out $(DEMO)/run --steps 60 --patch-size 64 \
+	$(BIN)/hazematching predict examples/widefield_1.tif --out $(DEMO)
+
+pipeline: setup
+	rm -rf $(PIPELINE)
+	$(BIN)/hazematching simulate $(PIPELINE)/data --pairs 32 --size 64 --seed 0
+	$(BIN)/hazematching train $(PIPELINE)/data --out $(PIPELINE)/run --steps 60 --patch-size 64 \
 		--batch-size 8 --width 32 --channel-mult 1,2 --seed 0
-	$(BIN)/hazematching calibrate $(DEMO)/run/best.pt $(DEMO)/data --samples 8 --steps 10 --bins 10
-	$(BIN)/hazematching predict $(DEMO)/run/best.pt $(DEMO)/data/test/*.tif --out $(DEMO)/pred \
-		--samples 4 --steps 20 --seed 0 --channel 1
-	$(BIN)/hazematching export $(DEMO)/run/best.pt --out $(DEMO)/model.zip --recipe packaging/example.toml
-	$(BIN)/hazematching evaluate $(DEMO)/run/best.pt $(DEMO)/data --out $(DEMO)/report \
+	$(BIN)/hazematching calibrate $(PIPELINE)/run/best.pt $(PIPELINE)/data --samples 8 --steps 10 --bins 10
+	$(BIN)/hazematching predict $(PIPELINE)/run/best.pt $(PIPELINE)/data/test/*.tif \
+		--out $(PIPELINE)/pred --samples 4 --steps 20 --seed 0 --channel 1
+	$(BIN)/hazematching export $(PIPELINE)/run/best.pt --out $(PIPELINE)/model.zip \
+		--recipe packaging/example.toml
+	$(BIN)/hazematching evaluate $(PIPELINE)/run/best.pt $(PIPELINE)/data --out $(PIPELINE)/report \
 		--samples 4 --steps 10 --no-progress
 
 lint: setup
