@@ -70,6 +70,7 @@ def test_refuses_to_overwrite_or_resume_nothing(
         train(sim_dir, tmp_path / "new", tiny_train_config(), resume=True, progress=False)
     # a copy without optimizer state (packaging/release_checkpoint.py) predicts but cannot resume
     stripped = dataclasses.replace(load_checkpoint(trained.last), optimizer={})
+    (tmp_path / "copy").mkdir()
     save_checkpoint(tmp_path / "copy" / "last.pt", stripped)
     longer = tiny_train_config(steps=16)
     with pytest.raises(HazeMatchingError, match="no optimizer state"):
