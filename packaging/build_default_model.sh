@@ -65,7 +65,14 @@ cp "$WORK/hazematching/config.json" "$WORK/hazematching/history.json" "$ZOO/trai
 cp "$WORK/calibration/"*.png "$ZOO/training/" 2>/dev/null || true
 cp "$WORK/report/summary.md" "$WORK/report/summary.json" "$WORK/report/"*.png "$ZOO/training/"
 
-# 7. checks: the package alone, as a curator would run them
+# 7. the README picture: input | MMSE | std | two samples of the first example (the checkpoint
+#    with the package's sampling settings, keeping the samples)
+$HM predict "$ZOO/training/best.pt" examples/widefield_1.tif --out "$WORK/picture" --samples 8 \
+    --steps 20 --seed 0 --keep-samples --no-progress
+mkdir -p docs/images
+cp "$WORK/picture/widefield_1.png" docs/images/example.png
+
+# 8. checks: the package alone, as a curator would run them
 # (without MAINTAINER only the `maintainers` rule may fail: the zoo needs the uploader's GitHub
 # user; with one, `bioimageio test` needs network to look it up)
 if ! $HM check "$ZOO" 2> "$WORK/check.err"; then
