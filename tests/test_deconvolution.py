@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,12 @@ def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_pat
     fit_richardson_lucy(
         sim_dir / PSF_FILE, sim_dir, tmp_path / "rl", max_iterations=6, progress=False
     )
-    recipe = default_recipe().model_copy(update={"test_size": 32})
+    card = default_recipe().card.model_copy(update={"metrics": "Measured on our own pairs."})
+    recipe = default_recipe().model_copy(update={"test_size": 32, "card": card})
     result = export_richardson_lucy(tmp_path / "rl", tmp_path / "rl.zip", recipe)
     assert result.status == "passed" and test_model(result.path).status == "passed"
+    with zipfile.ZipFile(result.path) as archive:
+        assert "Measured on our own pairs." in archive.read("README.md").decode()
     model = load_richardson_lucy(tmp_path / "rl")
     hazy = read_pair(sorted((sim_dir / "test").glob("*.tif"))[0])[0]
     out = run_package(load_package(result.path), hazy, "cpu", lambda: None)

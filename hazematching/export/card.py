@@ -24,12 +24,17 @@ def _model_file(path: Path | str) -> Path:
     return path
 
 
-def evaluation_markdown(report: Path, model_path: Path, calibration: Calibration | None) -> str:
+def evaluation_markdown(
+    report: Path | None, model_path: Path, calibration: Calibration | None
+) -> str | None:
     """The comparison table of a `hazematching evaluate` report, naming this model's rows.
 
-    Refuses a report without an evaluation of `model_path`, or one made under a calibration
-    other than the model's present one: the card would show numbers of another model.
+    None without a report. Refuses a report without an evaluation of `model_path`, or one made
+    under a calibration other than the model's present one: the card would show numbers of
+    another model.
     """
+    if report is None:
+        return None
     records = load_records(Path(report))
     ours = [r for r in records if _model_file(r["model"]) == _model_file(model_path)]
     if not ours:

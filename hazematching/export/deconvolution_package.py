@@ -85,7 +85,7 @@ def _card(
             f"({max(curve):.2f} dB; 1 iteration: {curve[0]:.2f} dB, {len(curve)} iterations: "
             f"{curve[-1]:.2f} dB). `bioimageio.core.test_model` passed at export.",
             "",
-            *([evaluation, ""] if evaluation else []),
+            *(line for text in (recipe.card.metrics, evaluation) if text for line in (text, "")),
             "## Limitations",
             "",
             "Only as good as the PSF: a 2D deconvolution cannot separate the out-of-focus light "
@@ -113,11 +113,7 @@ def export_richardson_lucy(
     hazy = centre_crop(image, recipe.test_size or 128, 1, source)
     if hazy.shape[0] < MIN_SIZE:
         raise HazeMatchingError(f"test image smaller than {MIN_SIZE} px", source)
-    evaluation = (
-        evaluation_markdown(recipe.evaluation, model_path, None)
-        if recipe.evaluation is not None
-        else None
-    )
+    evaluation = evaluation_markdown(recipe.evaluation, model_path, None)
     with export_folder(recipe) as folder:
         module = model.module()
         module.save(str(folder / "richardson_lucy_torchscript.pt"))

@@ -142,11 +142,7 @@ def export_package(
             source,
         )
     kwargs = sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration)
-    evaluation = (
-        evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
-        if recipe.evaluation is not None
-        else None
-    )
+    evaluation = evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
 
     with export_folder(recipe) as folder:
         scripted = build_sampler(model, sampling, torch.device("cpu"))
