@@ -82,6 +82,27 @@ def _method_text(checkpoint: Checkpoint) -> str:
     }[config.method]
 
 
+def closing_lines(
+    recipe: ExportRecipe, evaluation: str | None, limitations: str, citation: str
+) -> list[str]:
+    """The end of every card: measured results (recipe text, evaluation), limitations, citation."""
+    measured = [text for text in (recipe.card.metrics, evaluation) if text]
+    return [
+        "\n\n".join(measured)
+        or "No held-out image metrics were recorded for this package. Measure them on your own "
+        "paired data before relying on the output.",
+        "",
+        "## Limitations",
+        "",
+        limitations,
+        "",
+        "## Citation",
+        "",
+        f"{citation} {PAPER_URL}",
+        "",
+    ]
+
+
 def model_card(
     recipe: ExportRecipe,
     checkpoint: Checkpoint,
@@ -100,11 +121,6 @@ def model_card(
     last_val = f"{history[-1]['val_loss']:.4f} at step {history[-1]['step']}" if history else "n/a"
     best_val = f"{checkpoint.best_val_loss:.4f}" if checkpoint.best_val_loss is not None else "n/a"
     calibration = checkpoint.calibration
-    measured = [text for text in (recipe.card.metrics, evaluation) if text]
-    metrics = "\n\n".join(measured) or (
-        "No held-out image metrics were recorded for this package. Measure them on your own "
-        "paired data before relying on the output."
-    )
     lines = [
         f"# {recipe.name}",
         "",
@@ -162,15 +178,6 @@ def model_card(
         "packaged weights and `bioimageio.core.test_model` passed on both weight formats at "
         "export.",
         "",
-        metrics,
-        "",
-        "## Limitations",
-        "",
-        recipe.card.limitations,
-        "",
-        "## Citation",
-        "",
-        f"{PAPER_CITATION} {PAPER_URL}",
-        "",
+        *closing_lines(recipe, evaluation, recipe.card.limitations, PAPER_CITATION),
     ]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from .. import __version__
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..deconvolution import load_richardson_lucy
 from ..errors import HazeMatchingError
-from .card import evaluation_markdown
+from .card import closing_lines, evaluation_markdown
 from .cover import write_cover
 from .description import (
     INPUT_ID,
@@ -37,7 +37,7 @@ from .package import (
     save_tested_package,
     write_tensor,
 )
-from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe, default_recipe
+from .recipe import PAPER_CITATION, ExportRecipe, default_recipe
 
 CHANNELS = ("mmse", "std")
 MIN_SIZE = 16
@@ -85,16 +85,14 @@ def _card(
             f"({max(curve):.2f} dB; 1 iteration: {curve[0]:.2f} dB, {len(curve)} iterations: "
             f"{curve[-1]:.2f} dB). `bioimageio.core.test_model` passed at export.",
             "",
-            *(line for text in (recipe.card.metrics, evaluation) if text for line in (text, "")),
-            "## Limitations",
-            "",
-            "Only as good as the PSF: a 2D deconvolution cannot separate the out-of-focus light "
-            "of a thick sample from in-focus structure, and more iterations amplify noise.",
-            "",
-            "## Citation",
-            "",
-            f"Baseline of {PAPER_CITATION} {PAPER_URL}",
-            "",
+            *closing_lines(
+                recipe,
+                evaluation,
+                "Only as good as the PSF: a 2D deconvolution cannot separate the out-of-focus "
+                "light of a thick sample from in-focus structure, and more iterations amplify "
+                "noise.",
+                f"Baseline of {PAPER_CITATION}",
+            ),
         ]
     )
 
