@@ -90,6 +90,9 @@ def calibrate(
         )
     except ValueError as error:
         raise HazeMatchingError(str(error), folder) from error
+    calibration = calibration.model_copy(
+        update={"samples": sampling.samples, "steps": sampling.steps}
+    )
 
     report = Path(out_dir) if out_dir is not None else path.parent / "calibration"
     report.mkdir(parents=True, exist_ok=True)

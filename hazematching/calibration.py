@@ -37,6 +37,22 @@ class Calibration(StrictModel):
     pixels: int = Field(ge=1)
     bins: int = Field(ge=2)
     source: str = Field("", description="what it was fitted on (data folder, images, sampling)")
+    samples: int | None = Field(None, ge=1, description="posterior samples it was fitted at")
+    steps: int | None = Field(None, ge=1, description="Euler steps it was fitted at")
+
+    def mismatch(self, samples: int, steps: int) -> str | None:
+        """Why this calibration may not hold for the std of `samples` x `steps`, or None.
+
+        The spread of K samples depends on K and on the step count, so a scale fitted at one
+        setting over- or under-corrects at another.
+        """
+        fitted = (self.samples, self.steps)
+        if None in fitted or fitted == (samples, steps):
+            return None
+        return (
+            f"the std calibration was fitted at {self.samples} samples x {self.steps} steps; "
+            f"at {samples} x {steps} it may not hold (calibrate again with these settings)"
+        )
 
 
 def bin_by_std(std: np.ndarray, error: np.ndarray, bins: int) -> CalibrationBins:

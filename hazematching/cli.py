@@ -18,7 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
-from .errors import HazeMatchingError, describe_validation_error
+from .errors import CalibrationMismatch, HazeMatchingError, describe_validation_error
 
 # TorchScript is what BioImage.IO consumers load; torch's deprecation notice is no news to users.
 warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
@@ -40,13 +40,28 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _one_line_warnings(default: Callable[..., None]) -> Callable[..., None]:
+    """A warnings display that shows ours as `warning: <message>` and others as before."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, CalibrationMismatch):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
+
+
 def _reports_errors(command: F) -> F:
     """Turn library errors into one-line messages and exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", CalibrationMismatch)
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                return command(*args, **kwargs)
         except HazeMatchingError as error:
             _fail(str(error))
         except ValidationError as error:

@@ -1,4 +1,4 @@
-"""The one exception type users see: a problem with their input, stated in one line."""
+"""What users see of problems: one exception stated in one line, and our warnings."""
 
 from __future__ import annotations
 
@@ -25,3 +25,7 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
     )
+
+
+class CalibrationMismatch(UserWarning):
+    """The std is calibrated with a fit made at other sampling settings than those in use."""

@@ -7,6 +7,7 @@ sampling and mapped back to target intensities afterwards.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
 from .config import SamplingConfig, TrainConfig
 from .data.normalization import Normalization
 from .data.tiff import read_single, write_tiff
-from .errors import HazeMatchingError
+from .errors import CalibrationMismatch, HazeMatchingError
 from .export.runner import channel_names as package_channel_names
 from .export.runner import is_package, load_package, run_package
 from .fileio import write_json
@@ -121,9 +122,14 @@ def build_sampler(
     """The scripted sampler around the traced EMA network, on `device`.
 
     The std is calibrated with the model's stored calibration unless `calibrated` is False
-    (which fitting a calibration needs).
+    (which fitting a calibration needs); a `CalibrationMismatch` warning says when the sampling
+    differs from the one the calibration was fitted at.
     """
     calibration = model.calibration if calibrated else None
+    if calibration is not None:
+        reason = calibration.mismatch(sampling.samples, sampling.steps)
+        if reason is not None:
+            warnings.warn(reason, CalibrationMismatch, stacklevel=2)
     try:
         sampler = EulerSampler(
             trace_velocity(model.velocity, model.config.patch_size),

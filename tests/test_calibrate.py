@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,12 +17,13 @@ import yaml
 from hazematching.calibrate import calibrate
 from hazematching.checkpoint import load_checkpoint
 from hazematching.config import SamplingConfig
-from hazematching.errors import HazeMatchingError
+from hazematching.errors import CalibrationMismatch, HazeMatchingError
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
 from hazematching.export.runner import load_package, run_package
 from hazematching.predict import build_sampler, load_trained_model, predict_planes
 from hazematching.train import TrainResult
+from tests.test_cli import run
 
 SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
 
@@ -38,6 +40,7 @@ def test_calibration_is_stored_and_reported(calibrated) -> None:
     stored = load_checkpoint(calibrated.checkpoint).calibration
     assert stored == calibrated.calibration
     assert stored.std_scale > 0 and stored.bins == 8 and "val" in stored.source
+    assert (stored.samples, stored.steps) == (SAMPLING.samples, SAMPLING.steps)
     assert stored.error_after <= stored.error_before
     for name in ("calibration.png", "calibration_error.png"):
         assert (calibrated.report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -93,3 +96,25 @@ def test_bad_calibration_input(calibrated, sim_dir: Path, tmp_path: Path) -> Non
     with pytest.raises(HazeMatchingError, match="too few"):
         calibrate(calibrated.checkpoint, sim_dir, sampling=SAMPLING, bins=10**6, progress=False)
     assert calibrated.checkpoint.read_bytes() == before  # nothing rewritten on failure
+
+
+def test_other_sampling_than_the_calibrations_is_flagged(calibrated, sim_dir: Path) -> None:
+    model = load_trained_model(calibrated.checkpoint)
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fitted setting: no warning
+        build_sampler(model, SAMPLING, cpu)
+    other = SAMPLING.model_copy(update={"steps": SAMPLING.steps + 3})
+    with pytest.warns(CalibrationMismatch, match="fitted at 3 samples x 2 steps; at 3 x 5"):
+        build_sampler(model, other, cpu)
+    unknown = model.calibration.model_copy(update={"samples": None, "steps": None})
+    assert unknown.mismatch(8, 20) is None  # calibrations stored before the record: unknown
+    # the command line says it in one line and still writes the result
+    hazy = sorted((sim_dir / "test").glob("*.tif"))[0]
+    out = calibrated.checkpoint.parent / "pred"
+    args = ("--samples", 3, "--steps", 5, "--channel", 1, "--no-progress")
+    done = run("predict", calibrated.checkpoint, hazy, "--out", out, *args)
+    assert done.returncode == 0, done.stderr
+    warning_lines = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning_lines) == 1 and "calibrate again" in warning_lines[0]
+    assert (out / hazy.name).is_file()
