@@ -187,7 +187,7 @@ PREVIEW_SAMPLES = 2
 def bundled_model() -> Path:
     """The default model shipped in the repository's model_zoo/ folder."""
     path = MODEL_ZOO / DEFAULT_MODEL
-    if not (path / "rdf.yaml").is_file():
+    if not (path.is_dir() and is_package(path)):
         raise HazeMatchingError(
             "the bundled model is missing (it ships with a clone of the repository): "
             "pass a model as the first argument",
