@@ -7,7 +7,8 @@ the test pairs of DATA_DIR (`test/` if it exists) and measured the same way:
   and the Fourier ring correlation resolution at the 1/7 and 0.5 thresholds;
 - single samples: range-invariant PSNR, and realism on 64 x 64 patches of percentile-normalised
   images: GMSD, FSIM, the distance of radially averaged log power spectra and, given local weight
-  files, LPIPS and FID (pooled over all test patches);
+  files, LPIPS and FID (pooled over all test patches); over the whole test set, the sliced
+  Wasserstein distance of Laplacian-pyramid neighbourhoods (`swd`), a weight-free FID;
 - calibration on the test pixels (methods with a std): expected normalised calibration error of
   the raw std and of the std calibrated with the stored calibration, and their plot.
 
@@ -19,7 +20,7 @@ and the perception-distortion plots. Everything is computed before anything is w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from .similarity import (
     range_invariant_ms_ssim,
     spectral_distance,
 )
+from .swd import SwdSettings, swd
 
 METHODS_FOLDER = "methods"
 SUMMARY = "summary.json"
@@ -197,6 +199,7 @@ def evaluate(
     names = _image_names(pairs.sources)
     images, panels_per_image, stds, errors = [], [], [], []
     fid_sample, fid_target = [], []
+    normalised: dict[str, list[np.ndarray]] = {"target": [], "input": [], "mmse": [], "sample": []}
     items = list(zip(names, pairs.inputs, pairs.targets, strict=True))
     for image_name, hazy, target in tqdm(items, desc=f"evaluate {name}", disable=not progress):
         result = restorer.run(hazy)
@@ -217,9 +220,14 @@ def evaluate(
         if result.std is not None:
             stds.append(result.std.ravel())
             errors.append((result.mmse - target).ravel())
+        normalised["target"].append(percentile_normalize(target))
+        normalised["input"].append(percentile_normalize(hazy))
+        normalised["mmse"].append(percentile_normalize(result.mmse))
+        if sample is not None:
+            normalised["sample"].append(percentile_normalize(sample))
         if inception is not None and sample is not None:
-            fid_sample += patches(percentile_normalize(sample))
-            fid_target += patches(percentile_normalize(target))
+            fid_sample += patches(normalised["sample"][-1])
+            fid_target += patches(normalised["target"][-1])
 
     overall: dict[str, Any] = {
         "input": _mean([m["input"] for m in images]),
@@ -227,6 +235,7 @@ def evaluate(
     }
     if all("sample" in m for m in images):
         overall["sample"] = _mean([m["sample"] for m in images])
+    _add_swd(overall, normalised)
     if inception is not None and fid_sample:
         overall["sample"]["fid"] = frechet_distance(
             inception.features(fid_sample), inception.features(fid_target)
@@ -264,6 +273,17 @@ def evaluate(
     return EvaluationResult(name, methods / f"{name}.json", summary, overall)
 
 
+def _add_swd(overall: dict[str, Any], normalised: dict[str, list[np.ndarray]]) -> None:
+    """Set-level SWD to the targets of the inputs, the MMSEs and the first samples."""
+    settings = SwdSettings()
+    overall["swd_settings"] = asdict(settings)
+    for kind in ("input", "mmse", "sample"):
+        if kind in overall and len(normalised[kind]) == len(normalised["target"]):
+            bands = swd(normalised["target"], normalised[kind], settings)
+            overall[kind]["swd"] = bands.pop("mean")
+            overall[kind]["swd_bands"] = bands
+
+
 def _check_report(out_dir: Path, folder: Path) -> None:
     """A report folder may only collect methods evaluated on the same data."""
     summary = out_dir / SUMMARY
@@ -289,11 +309,13 @@ _COLUMNS = (
     ("sample GMSD", ("sample", "gmsd"), "{:.4f}"),
     ("sample FSIM", ("sample", "fsim"), "{:.4f}"),
     ("sample spectral dist.", ("sample", "spectral_distance"), "{:.3f}"),
+    ("sample SWD", ("sample", "swd"), "{:.4f}"),
     ("sample LPIPS", ("sample", "lpips"), "{:.4f}"),
     ("sample FID", ("sample", "fid"), "{:.1f}"),
     ("MMSE GMSD", ("mmse", "gmsd"), "{:.4f}"),
     ("MMSE FSIM", ("mmse", "fsim"), "{:.4f}"),
     ("MMSE spectral dist.", ("mmse", "spectral_distance"), "{:.3f}"),
+    ("MMSE SWD", ("mmse", "swd"), "{:.4f}"),
 )
 
 
@@ -372,7 +394,9 @@ def comparison_markdown(records: list[dict[str, Any]]) -> list[str]:
         "where the Fourier ring correlation with the target drops below the threshold (lower "
         "is better); realism of single samples on 64 px patches: GMSD, spectral distance, LPIPS, "
         "FID are distances to the targets (lower = more like real targets), FSIM a similarity "
-        "(higher is better). Point predictors' samples are their single output.",
+        "(higher is better); SWD: sliced Wasserstein distance of Laplacian-pyramid "
+        "neighbourhoods of all test images to those of the targets (a weight-free FID, lower is "
+        "better). Point predictors' samples are their single output.",
         "",
         *_table(rows),
         "",
@@ -397,6 +421,7 @@ def write_summary(out_dir: Path) -> Path:
     for metric, label in (
         ("gmsd", "GMSD"),
         ("spectral_distance", "spectral distance"),
+        ("swd", "SWD"),
         ("lpips", "LPIPS"),
     ):
         points = []

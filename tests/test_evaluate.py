@@ -23,6 +23,8 @@ from hazematching.evaluate import EvaluationResult, PerceptualWeights, evaluate
 from hazematching.metrics import range_invariant_psnr
 from hazematching.perceptual import LPIPS_LAYERS, Lpips
 from hazematching.resolution import fourier_ring_correlation
+from hazematching.similarity import percentile_normalize
+from hazematching.swd import swd
 from hazematching.train import TrainResult
 from tests.test_cli import run
 
@@ -74,6 +76,14 @@ def test_numbers_match_an_independent_recomputation(report, rl_model: Path, sim_
         assert image["sample"]["ri_psnr"] == pytest.approx(image["mmse"]["ri_psnr"])
     mean = np.mean([m["mmse"]["ms_ssim"] for m in record["per_image"]])
     assert record["overall"]["mmse"]["ms_ssim"] == pytest.approx(mean)
+    # SWD: one number over the whole test set, from the percentile-normalised images
+    normalised = [percentile_normalize(t) for t in pairs.targets]
+    restored = [percentile_normalize(deconvolve(module, h)) for h in pairs.inputs]
+    bands = swd(normalised, restored)
+    assert record["overall"]["mmse"]["swd"] == pytest.approx(bands.pop("mean"))
+    assert record["overall"]["mmse"]["swd_bands"] == pytest.approx(bands)
+    assert record["overall"]["sample"]["swd"] == record["overall"]["mmse"]["swd"]
+    assert record["overall"]["input"]["swd"] > 0
     assert "calibration" not in record["overall"]
 
 
@@ -84,7 +94,7 @@ def test_report_collects_every_method(report) -> None:
     text = (out / "summary.md").read_text()
     assert "| hazematching |" in text and "| richardson-lucy |" in text
     assert "LPIPS not computed" in text and "FID not computed" in text
-    for metric in ("gmsd", "spectral_distance"):
+    for metric in ("gmsd", "spectral_distance", "swd"):
         assert (out / f"perception_distortion_{metric}.png").stat().st_size > 0
     names = [m["image"] for m in json.loads(flow.method_json.read_text())["per_image"]]
     for name in names:
@@ -95,7 +105,14 @@ def test_report_collects_every_method(report) -> None:
 def test_sample_metrics_and_calibration_check(report) -> None:
     _, flow, _ = report
     overall = flow.overall
-    assert set(overall["sample"]) == {"ri_psnr", "gmsd", "fsim", "spectral_distance"}
+    assert set(overall["sample"]) == {
+        "ri_psnr",
+        "gmsd",
+        "fsim",
+        "spectral_distance",
+        "swd",
+        "swd_bands",
+    }
     # samples of a posterior method differ from their mean: their distortion is higher
     assert overall["sample"]["ri_psnr"] < overall["mmse"]["ri_psnr"]
     calibration = overall["calibration"]
