@@ -33,8 +33,8 @@ pipeline: setup
 		--samples 4 --steps 10 --no-progress
 
 lint: setup
-	$(BIN)/ruff check hazematching tests benchmarks
-	$(BIN)/ruff format --check hazematching tests benchmarks
+	$(BIN)/ruff check hazematching tests benchmarks packaging
+	$(BIN)/ruff format --check hazematching tests benchmarks packaging
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,68 @@
+"""How much the SWD of the bundled model's report depends on its random parts.
+
+`hazematching evaluate` reports one SWD per method, computed with seed 0 for the neighbourhood
+positions and projection directions, on the first posterior sample. This script repeats it for
+several SWD seeds and several samples, for the HazeMatching run and the U-Net baseline of a
+build, so that the difference between the two can be set against the spread. Writes JSON.
+
+Usage: python packaging/swd_spread.py WORK_DIR OUT.json [--samples 4] [--seeds 10]
+(WORK_DIR as in build_default_model.sh; the test pairs are WORK_DIR/heldout/test.)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hazematching.config import SamplingConfig
+from hazematching.data.dataset import load_pairs
+from hazematching.fileio import write_json
+from hazematching.restorers import load_restorer
+from hazematching.similarity import percentile_normalize
+from hazematching.swd import SwdSettings, swd
+
+
+def _spread(targets: list[np.ndarray], images: list[np.ndarray], seeds: int) -> dict:
+    values = [swd(targets, images, SwdSettings(seed=seed))["mean"] for seed in range(seeds)]
+    return {"values": values, "mean": float(np.mean(values)), "sd": float(np.std(values))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+
+    pairs = load_pairs(args.work / "heldout" / "test")
+    targets = [percentile_normalize(t) for t in pairs.targets]
+    sampling = SamplingConfig(samples=args.samples, steps=args.steps, seed=0)
+    flow = load_restorer(args.work / "hazematching", sampling)
+    unet = load_restorer(args.work / "unet")
+    samples = [flow.run(hazy).samples for hazy in pairs.inputs]
+    result = {
+        "test_pairs": len(targets),
+        "sampling": sampling.model_dump(mode="json"),
+        "swd_seeds": list(range(args.seeds)),
+        "unet": _spread(
+            targets, [percentile_normalize(unet.run(h).mmse) for h in pairs.inputs], args.seeds
+        ),
+        "hazematching_samples": [
+            _spread(targets, [percentile_normalize(s[k]) for s in samples], args.seeds)
+            for k in range(args.samples)
+        ],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, result)
+    unet_mean = result["unet"]["mean"]
+    for k, entry in enumerate(result["hazematching_samples"]):
+        print(f"sample {k}: SWD {entry['mean']:.4f} +- {entry['sd']:.4f}", end="; ")
+    print(f"U-Net: {unet_mean:.4f} +- {result['unet']['sd']:.4f} ({args.seeds} SWD seeds)")
+
+
+if __name__ == "__main__":
+    main()
