@@ -278,7 +278,7 @@ def _add_swd(overall: dict[str, Any], normalised: dict[str, list[np.ndarray]]) -
     settings = SwdSettings()
     overall["swd_settings"] = asdict(settings)
     for kind in ("input", "mmse", "sample"):
-        if kind in overall and len(normalised[kind]) == len(normalised["target"]):
+        if kind in overall:  # "sample" only when every image had one
             bands = swd(normalised["target"], normalised[kind], settings)
             overall[kind]["swd"] = bands.pop("mean")
             overall[kind]["swd_bands"] = bands
