@@ -23,9 +23,10 @@ import torch
 
 from hazematching.config import SamplingConfig, SimulationConfig
 from hazematching.data.simulate import simulate_pair
-from hazematching.metrics import seam_ratio
-from hazematching.predict import TrainedModel, build_sampler, load_trained_model, predict_planes
-from hazematching.sampling import tile_edges
+from hazematching.inference.loader import TrainedModel, load_trained_model
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler, tile_edges
+from hazematching.metrics.distortion import seam_ratio
 
 
 def _samples(model: TrainedModel, hazy: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
@@ -76,7 +77,7 @@ def consumer_blocking(package: Path, images: list[np.ndarray]) -> dict[str, obje
     """The package run whole vs in bioimageio.core's blocks: seams and difference per channel."""
     import bioimageio.core
 
-    from hazematching.export.runner import channel_names, load_package
+    from hazematching.bioimage.reading import channel_names, load_package
 
     descr = load_package(package)
     halo = int(getattr(descr.outputs[0].axes[-1], "halo", 0))

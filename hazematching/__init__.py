@@ -11,39 +11,49 @@ configuration objects:
     predict(result.best, ["hazy.tif"], "out", SamplingConfig(samples=16))
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .calibrate import calibrate
-from .calibration import Calibration
-from .check import check_package
-from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
-from .data.simulate import simulate
-from .deconvolution import fit_richardson_lucy
-from .errors import HazeMatchingError
-from .evaluate import PerceptualWeights, evaluate
-from .export.package import export_package
-from .export.recipe import ExportRecipe, load_recipe
-from .predict import load_trained_model, predict, predict_planes
-from .train import train
+# Public name -> module that defines it. Modules are imported on first use, so that
+# `import hazematching` and the command line start without loading torch or bioimageio.
+_EXPORTS = {
+    "Calibration": "uncertainty.calibration",
+    "ExportRecipe": "export.recipe",
+    "HazeMatchingError": "errors",
+    "NetworkConfig": "config",
+    "PerceptualWeights": "evaluation.compute",
+    "SamplingConfig": "config",
+    "SimulationConfig": "config",
+    "TrainConfig": "config",
+    "calibrate": "uncertainty.calibrate",
+    "check_package": "export.check",
+    "evaluate": "evaluation.compute",
+    "export_model": "export.model",
+    "export_package": "export.package",
+    "fit_richardson_lucy": "training.richardson_lucy",
+    "load_recipe": "export.recipe",
+    "load_trained_model": "inference.loader",
+    "open_model": "inference.loader",
+    "predict": "inference.predict",
+    "predict_planes": "inference.predict",
+    "simulate": "data.simulate",
+    "train": "training.loop",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "Calibration",
-    "ExportRecipe",
-    "HazeMatchingError",
-    "NetworkConfig",
-    "PerceptualWeights",
-    "SamplingConfig",
-    "SimulationConfig",
-    "TrainConfig",
-    "calibrate",
-    "check_package",
-    "evaluate",
-    "export_package",
-    "fit_richardson_lucy",
-    "load_recipe",
-    "load_trained_model",
-    "predict",
-    "predict_planes",
-    "simulate",
-    "train",
-]
+
+def __getattr__(name: str) -> Any:
+    """Import the module of a public name on first access (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hazematching' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

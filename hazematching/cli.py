@@ -186,7 +186,7 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train on paired images (HazeMatching or a baseline); writes best.pt and last.pt to --out."""
-    from .train import train as run
+    from .training.loop import train as run
 
     base: dict[str, Any] = {}
     if config is not None:
@@ -257,8 +257,8 @@ def predict(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs, and PNG previews."""
-    from .predict import predict as run
-    from .predict import split_model_argument
+    from .inference.predict import predict as run
+    from .inference.predict import split_model_argument
 
     model, inputs = split_model_argument(paths)
 
@@ -295,7 +295,7 @@ def calibrate(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Fit std = scale * std + offset on validation pairs and store it in the checkpoint."""
-    from .calibrate import calibrate as run
+    from .uncertainty.calibrate import calibrate as run
 
     sampling = _build(SamplingConfig, {}, samples=samples, steps=steps, seed=seed)
     result = run(
@@ -334,8 +334,8 @@ def evaluate(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Measure distortion, realism and calibration on held-out pairs; add them to a report."""
-    from .evaluate import PerceptualWeights
-    from .evaluate import evaluate as run
+    from .evaluation.compute import PerceptualWeights
+    from .evaluation.compute import evaluate as run
 
     options = {"samples": samples, "steps": steps, "seed": seed}
     sampling = (
@@ -378,7 +378,7 @@ def richardson_lucy(
 ) -> None:
     """Richardson-Lucy baseline: pick the iteration count on validation pairs, save the model."""
     from .data.simulate import PSF_FILE
-    from .deconvolution import fit_richardson_lucy
+    from .training.richardson_lucy import fit_richardson_lucy
 
     model = fit_richardson_lucy(
         psf or Path(data_dir) / PSF_FILE,
@@ -401,10 +401,22 @@ def export(
     ),
     out: Path = typer.Option(..., "--out", help="package to write (.zip)"),
     recipe: Path = typer.Option(None, help="export recipe (TOML), e.g. packaging/NAME.toml"),
-    samples: int = typer.Option(None, help="posterior samples baked into the package [default: 8]"),
-    steps: int = typer.Option(None, help="Euler steps baked into the package [default: 20]"),
-    seed: int = typer.Option(None, help="noise seed baked into the package [default: 0]"),
-    with_samples: bool = typer.Option(None, help="output every sample as a channel too"),
+    samples: int = typer.Option(
+        None,
+        help="posterior samples baked into the package [default: the recipe's, else "
+        f"{SamplingConfig.model_fields['samples'].default}]",
+    ),
+    steps: int = typer.Option(
+        None,
+        help="Euler steps baked into the package [default: the recipe's, else "
+        f"{SamplingConfig.model_fields['steps'].default}]",
+    ),
+    seed: int = typer.Option(
+        None,
+        help="noise seed baked into the package [default: the recipe's, else "
+        f"{SamplingConfig.model_fields['seed'].default}]",
+    ),
+    keep_samples: bool = typer.Option(None, help="output every sample as a channel too"),
     test_image: Path = typer.Option(
         None, help="hazy TIFF for test tensors and cover [default: first validation image]"
     ),
@@ -419,19 +431,19 @@ def export(
     ),
 ) -> None:
     """Export a checkpoint as a BioImage.IO model package and test it with bioimageio.core."""
-    from .deconvolution import is_richardson_lucy
-    from .export.deconvolution_package import export_richardson_lucy
-    from .export.package import export_package
+    from .export.model import export_model
     from .export.recipe import ExportRecipe, default_recipe, load_recipe
 
     base = load_recipe(recipe) if recipe is not None else default_recipe()
+    options = {"samples": samples, "steps": steps, "seed": seed, "keep_samples": keep_samples}
+    sampling = (
+        _build(SamplingConfig, (base.sampling or SamplingConfig()).model_dump(), **options)
+        if any(value is not None for value in options.values())
+        else base.sampling
+    )
     settings = _build(
         ExportRecipe,
-        base.model_dump(),
-        samples=samples,
-        steps=steps,
-        seed=seed,
-        with_samples=with_samples,
+        {**base.model_dump(), "sampling": sampling},
         test_image=test_image,
         test_size=test_size,
         evaluation=evaluation,
@@ -439,12 +451,7 @@ def export(
         if maintainer
         else None,
     )
-    if is_richardson_lucy(checkpoint):
-        if any(v is not None for v in (samples, steps, seed, with_samples)):
-            raise HazeMatchingError("sampling options do not apply to Richardson-Lucy", checkpoint)
-        result = export_richardson_lucy(checkpoint, out, settings)
-    else:
-        result = export_package(checkpoint, out, settings)
+    result = export_model(checkpoint, out, settings)
     typer.echo(
         f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.0f} s; "
         f"bioimageio.core test_model: {result.status}"
@@ -457,7 +464,7 @@ def check(
     package: Path = typer.Argument(..., help="model package (.zip or unpacked folder)"),
 ) -> None:
     """Check a package against bioimageio.core, consumer-tool and zoo rules; exit 1 if any fails."""
-    from .check import check_package
+    from .export.check import check_package
 
     results = check_package(package)
     width = max(len(r.rule) for r in results)

@@ -157,7 +157,7 @@ class TrainConfig(StrictModel):
 class SamplingConfig(StrictModel):
     """How posterior samples are drawn at prediction time."""
 
-    samples: int = Field(16, ge=1, le=1024, description="posterior samples per image (K)")
+    samples: int = Field(8, ge=1, le=1024, description="posterior samples per image (K)")
     steps: int = Field(20, ge=1, le=1000, description="Euler steps from noise to image (T)")
     seed: int = Field(0, ge=0, lt=2**31)
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")

@@ -45,3 +45,36 @@ def write_text(path: Path, text: str) -> None:
     """Write text, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def output_folder(path: Path) -> Path:
+    """Create the output folder `path` (and its parents) or say in one line why it cannot be.
+
+    An existing file in its place, a parent that is a file, or a folder we may not write to
+    are refused before any work is done, so no command fails after minutes of computing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HazeMatchingError("the output path is an existing file, not a folder", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HazeMatchingError(
+            f"cannot create the output folder ({error.strerror or error})", path
+        ) from error
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HazeMatchingError("the output folder is not writable", path)
+    return path
+
+
+def output_file(path: Path) -> Path:
+    """Check that a single output file can be written at `path` (its folder exists, writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise HazeMatchingError("the output path is an existing folder, not a file", path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise HazeMatchingError("output folder does not exist", parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HazeMatchingError("the output folder is not writable", parent)
+    return path

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .calibration import CalibrationBins, calibration_error
 from .fileio import atomic_path
+from .uncertainty.calibration import CalibrationBins, calibration_error
 
 
 def _save(figure: Figure, path: Path) -> None:

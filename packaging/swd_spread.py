@@ -18,10 +18,10 @@ import numpy as np
 
 from hazematching.config import SamplingConfig
 from hazematching.data.dataset import load_pairs
+from hazematching.evaluation.restorers import load_restorer
 from hazematching.fileio import write_json
-from hazematching.restorers import load_restorer
-from hazematching.similarity import percentile_normalize
-from hazematching.swd import SwdSettings, swd
+from hazematching.metrics.similarity import percentile_normalize
+from hazematching.metrics.swd import SwdSettings, swd
 
 
 def _spread(targets: list[np.ndarray], images: list[np.ndarray], seeds: int) -> dict:

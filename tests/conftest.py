@@ -6,26 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hazematching.config import NetworkConfig, SimulationConfig, TrainConfig
+from hazematching.config import SimulationConfig
 from hazematching.data.simulate import simulate
-from hazematching.train import TrainResult, train
-
-TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), attention_downsample=())
-
-
-def tiny_train_config(**overrides: object) -> TrainConfig:
-    """A network and budget small enough for a unit test on 2 CPU cores."""
-    values: dict[str, object] = {
-        "steps": 8,
-        "patch_size": 32,
-        "batch_size": 4,
-        "val_every": 4,
-        "val_patches": 4,
-        "device": "cpu",
-        "network": TINY_NETWORK,
-    }
-    values.update(overrides)
-    return TrainConfig.model_validate(values)
+from hazematching.training.loop import TrainResult, train
+from tests.helpers import tiny_train_config
 
 
 @pytest.fixture(scope="session")

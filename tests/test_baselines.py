@@ -13,11 +13,13 @@ from hazematching.config import SamplingConfig
 from hazematching.data.tiff import read_pair
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
-from hazematching.flow import GuidedFlowMatching
-from hazematching.model import build_velocity_net
-from hazematching.predict import build_sampler, load_trained_model, predict_planes
-from hazematching.train import TrainResult, train
-from tests.conftest import TINY_NETWORK, tiny_train_config
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler
+from hazematching.training.flow import GuidedFlowMatching
+from hazematching.training.loop import TrainResult, train
+from hazematching.training.network import build_velocity_net
+from tests.helpers import TINY_NETWORK, tiny_train_config
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,15 @@ import pytest
 import tifffile
 import torch
 
-from hazematching.check import check_package
+from hazematching.bioimage.reading import load_package
 from hazematching.config import SamplingConfig
-from hazematching.export.runner import load_package
-from hazematching.metrics import range_invariant_psnr
-from hazematching.predict import build_sampler, bundled_model, load_trained_model, predict_planes
-from tests.test_cli import run
+from hazematching.export.check import check_package
+from hazematching.inference.bundled import bundled_model
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler
+from hazematching.metrics.distortion import range_invariant_psnr
+from tests.helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -14,16 +14,19 @@ import tifffile
 import torch
 import yaml
 
-from hazematching.calibrate import calibrate
-from hazematching.checkpoint import load_checkpoint
+from hazematching.bioimage.reading import load_package
 from hazematching.config import SamplingConfig
 from hazematching.errors import CalibrationMismatch, HazeMatchingError
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
-from hazematching.export.runner import load_package, run_package
-from hazematching.predict import build_sampler, load_trained_model, predict_planes
-from hazematching.train import TrainResult
-from tests.test_cli import run
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.package import run_package
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler
+from hazematching.training.checkpoint import load_checkpoint
+from hazematching.training.loop import TrainResult
+from hazematching.uncertainty.calibrate import calibrate
+from tests.helpers import run
 
 SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
 
@@ -61,7 +64,9 @@ def test_predict_applies_the_calibration(calibrated, sim_dir: Path) -> None:
 
 
 def test_export_carries_the_calibrated_std(calibrated, sim_dir: Path, tmp_path: Path) -> None:
-    recipe = default_recipe().model_copy(update={"samples": 3, "steps": 2, "test_size": 32})
+    recipe = default_recipe().model_copy(
+        update={"sampling": SamplingConfig(samples=3, steps=2), "test_size": 32}
+    )
     result = export_package(calibrated.checkpoint, tmp_path / "model.zip", recipe)
     with zipfile.ZipFile(result.path) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))

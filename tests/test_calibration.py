@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hazematching.calibration import (
+from hazematching.uncertainty.calibration import (
     CalibrationBins,
     bin_by_std,
     calibrate_arrays,

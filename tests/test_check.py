@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import yaml
 
-from hazematching.check import RuleResult, check_package
+from hazematching.bioimage.github import is_github_user, package_github_users
+from hazematching.config import SamplingConfig
 from hazematching.errors import HazeMatchingError
-from hazematching.export.github import is_github_user, package_github_users
+from hazematching.export.check import RuleResult, check_package
 from hazematching.export.package import export_package
 from hazematching.export.recipe import ExportRecipe, Maintainer, default_recipe
-from hazematching.train import TrainResult
-from tests.test_cli import run
+from hazematching.training.loop import TrainResult
+from tests.helpers import run
 
 # "octocat" is GitHub's own example account; offline it cannot be verified, online it exists
 RECIPE = default_recipe().model_copy(
     update={
-        "samples": 2,
-        "steps": 2,
+        "sampling": SamplingConfig(samples=2, steps=2),
         "test_size": 32,
         "maintainers": [Maintainer(github_user="octocat", name="Octo Cat")],
     }

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from hazematching.checkpoint import load_checkpoint
-
-EXE = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")
-
-
-def run(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=600)
+from hazematching.training.checkpoint import load_checkpoint
+from tests.helpers import run
 
 
 def test_end_to_end_simulate_train_predict(tmp_path: Path) -> None:
@@ -102,7 +94,7 @@ def test_end_to_end_simulate_train_predict(tmp_path: Path) -> None:
     [
         (
             ("predict", "{tmp}/missing.pt", "{tmp}/x.tif", "--out", "{tmp}/o"),
-            "checkpoint not found",
+            "model not found",
         ),
         (("predict", "{tmp}/bad.pt", "{tmp}/gone.tif", "--out", "{tmp}/o"), "file not found"),
         (

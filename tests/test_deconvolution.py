@@ -14,7 +14,9 @@ import torch
 from hazematching.config import SimulationConfig
 from hazematching.data.simulate import PSF_FILE, effective_widefield_psf
 from hazematching.data.tiff import read_pair, write_tiff
-from hazematching.deconvolution import (
+from hazematching.errors import HazeMatchingError
+from hazematching.metrics.distortion import psnr
+from hazematching.training.richardson_lucy import (
     MODEL_FILE,
     RichardsonLucy,
     deconvolve,
@@ -22,8 +24,6 @@ from hazematching.deconvolution import (
     load_richardson_lucy,
     read_psf,
 )
-from hazematching.errors import HazeMatchingError
-from hazematching.metrics import psnr
 
 
 def _gaussian_psf(size: int = 15, sigma: float = 2.0) -> np.ndarray:
@@ -90,9 +90,10 @@ def test_bad_psf_and_model_files(tmp_path: Path) -> None:
 def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_path: Path) -> None:
     from bioimageio.core import test_model
 
+    from hazematching.bioimage.reading import load_package
     from hazematching.export.deconvolution_package import export_richardson_lucy
     from hazematching.export.recipe import default_recipe
-    from hazematching.export.runner import load_package, run_package
+    from hazematching.inference.package import run_package
 
     fit_richardson_lucy(
         sim_dir / PSF_FILE, sim_dir, tmp_path / "rl", max_iterations=6, progress=False
@@ -111,8 +112,8 @@ def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_pat
 
 
 def test_cli_export_lists_maintainers(sim_dir: Path, tmp_path: Path) -> None:
-    from hazematching.export.runner import load_package
-    from tests.test_cli import run
+    from hazematching.bioimage.reading import load_package
+    from tests.helpers import run
 
     fit_richardson_lucy(
         sim_dir / PSF_FILE, sim_dir, tmp_path / "rl", max_iterations=2, progress=False

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hazematching.checkpoint import load_checkpoint
-from hazematching.train import train
-from tests.conftest import tiny_train_config
+from hazematching.training.checkpoint import load_checkpoint
+from hazematching.training.loop import train
+from tests.helpers import tiny_train_config
 
 ARGS = (
     "--steps",

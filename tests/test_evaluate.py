@@ -13,20 +13,20 @@ import tifffile
 import torch
 from torchvision.models import alexnet
 
-from hazematching.calibrate import calibrate
 from hazematching.config import SamplingConfig
 from hazematching.data.dataset import load_pairs
 from hazematching.data.simulate import PSF_FILE
-from hazematching.deconvolution import deconvolve, fit_richardson_lucy
 from hazematching.errors import HazeMatchingError
-from hazematching.evaluate import EvaluationResult, PerceptualWeights, evaluate
-from hazematching.metrics import range_invariant_psnr
-from hazematching.perceptual import LPIPS_LAYERS, Lpips
-from hazematching.resolution import fourier_ring_correlation
-from hazematching.similarity import percentile_normalize
-from hazematching.swd import swd
-from hazematching.train import TrainResult
-from tests.test_cli import run
+from hazematching.evaluation.compute import EvaluationResult, PerceptualWeights, evaluate
+from hazematching.metrics.distortion import range_invariant_psnr
+from hazematching.metrics.perceptual import LPIPS_LAYERS, Lpips
+from hazematching.metrics.resolution import fourier_ring_correlation
+from hazematching.metrics.similarity import percentile_normalize
+from hazematching.metrics.swd import swd
+from hazematching.training.loop import TrainResult
+from hazematching.training.richardson_lucy import deconvolve, fit_richardson_lucy
+from hazematching.uncertainty.calibrate import calibrate
+from tests.helpers import run
 
 SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
 
@@ -63,7 +63,7 @@ def test_numbers_match_an_independent_recomputation(report, rl_model: Path, sim_
     record = json.loads(rl.method_json.read_text())
     pairs = load_pairs(sim_dir / "test")
     assert record["images"] == len(pairs) == len(record["per_image"])
-    from hazematching.deconvolution import load_richardson_lucy
+    from hazematching.training.richardson_lucy import load_richardson_lucy
 
     module = load_richardson_lucy(rl_model).module()
     for image, hazy, target in zip(record["per_image"], pairs.inputs, pairs.targets, strict=True):
@@ -209,9 +209,7 @@ def test_package_is_evaluated_like_its_checkpoint(
 
     recipe = default_recipe().model_copy(
         update={
-            "samples": 3,
-            "steps": 2,
-            "with_samples": True,
+            "sampling": SamplingConfig(samples=3, steps=2, keep_samples=True),
             "test_size": 32,
             "evaluation": report[0],
         }
@@ -236,8 +234,8 @@ def test_package_is_evaluated_like_its_checkpoint(
 def test_model_card_shows_this_models_evaluation(
     report, calibrated_checkpoint: Path, rl_model: Path, tmp_path: Path
 ) -> None:
-    from hazematching.checkpoint import load_checkpoint
     from hazematching.export.card import evaluation_markdown
+    from hazematching.training.checkpoint import load_checkpoint
 
     out, flow, _ = report
     calibration = load_checkpoint(calibrated_checkpoint).calibration

@@ -14,15 +14,20 @@ import tifffile
 import torch
 import yaml
 
+from hazematching.bioimage.reading import load_package
 from hazematching.config import SamplingConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.export.package import ExportResult, export_package
 from hazematching.export.recipe import ExportRecipe, default_recipe, load_recipe
-from hazematching.export.runner import load_package, run_package
-from hazematching.predict import build_sampler, load_trained_model, predict, predict_planes
-from hazematching.train import TrainResult
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.package import run_package
+from hazematching.inference.predict import predict, predict_planes
+from hazematching.inference.sampling import build_sampler
+from hazematching.training.loop import TrainResult
 
-RECIPE = default_recipe().model_copy(update={"samples": 2, "steps": 3, "test_size": 32})
+RECIPE = default_recipe().model_copy(
+    update={"sampling": SamplingConfig(samples=2, steps=3), "test_size": 32}
+)
 SAMPLING = SamplingConfig(samples=2, steps=3, seed=0)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,7 +164,7 @@ def test_bioimageio_cli_passes_offline(package: ExportResult) -> None:
 
 def test_recipes_load_and_reject_mistakes(tmp_path: Path) -> None:
     recipe = load_recipe(REPO / "packaging" / "example.toml")
-    assert recipe.samples == 4 and recipe.authors[0].name
+    assert recipe.sampling is not None and recipe.sampling.samples == 4 and recipe.authors[0].name
     (tmp_path / "typo.toml").write_text(
         'name = "Some model"\ndescription = "A model with a typo."\nsampels = 3\n'
         '[[authors]]\nname = "A"\n'
@@ -180,7 +185,7 @@ def test_export_errors_leave_no_zip(trained: TrainResult, tmp_path: Path) -> Non
     out = tmp_path / "model.zip"
     with pytest.raises(HazeMatchingError, match="output folder does not exist"):
         export_package(trained.best, tmp_path / "missing" / "model.zip", RECIPE)
-    with pytest.raises(HazeMatchingError, match="checkpoint not found"):
+    with pytest.raises(HazeMatchingError, match="model not found"):
         export_package(tmp_path / "none.pt", out, RECIPE)
     (tmp_path / "bad.pt").write_bytes(b"corrupt")
     with pytest.raises(HazeMatchingError, match="not a readable checkpoint"):
@@ -190,7 +195,7 @@ def test_export_errors_leave_no_zip(trained: TrainResult, tmp_path: Path) -> Non
     with pytest.raises(HazeMatchingError, match="smaller than the package's minimum input size 40"):
         export_package(trained.best, out, RECIPE.model_copy(update={"halo": 16}))
     with pytest.raises(ValueError, match="greater than or equal to 1"):
-        ExportRecipe.model_validate({**RECIPE.model_dump(), "samples": 0})
+        ExportRecipe.model_validate({**RECIPE.model_dump(), "sampling": {"samples": 0}})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
 
 

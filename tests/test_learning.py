@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from hazematching.calibrate import calibrate
 from hazematching.config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
 from hazematching.data.dataset import load_pairs
 from hazematching.data.simulate import simulate, simulate_pair
-from hazematching.evaluate import evaluate
-from hazematching.metrics import range_invariant_psnr, seam_ratio
-from hazematching.predict import TrainedModel, build_sampler, load_trained_model, predict_planes
-from hazematching.sampling import tile_edges
-from hazematching.train import train
+from hazematching.evaluation.compute import evaluate
+from hazematching.inference.loader import TrainedModel, load_trained_model
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler, tile_edges
+from hazematching.metrics.distortion import range_invariant_psnr, seam_ratio
+from hazematching.training.loop import train
+from hazematching.uncertainty.calibrate import calibrate
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hazematching.metrics import affine_fit, psnr, range_invariant_psnr, seam_ratio
+from hazematching.metrics.distortion import affine_fit, psnr, range_invariant_psnr, seam_ratio
 
 
 def test_psnr_of_known_arrays() -> None:

@@ -13,15 +13,11 @@ import torch
 from hazematching.config import SamplingConfig
 from hazematching.data.tiff import read_single
 from hazematching.errors import HazeMatchingError
-from hazematching.predict import (
-    DEFAULT_MODEL,
-    build_sampler,
-    bundled_model,
-    load_trained_model,
-    predict,
-    split_model_argument,
-)
-from hazematching.train import TrainResult
+from hazematching.inference.bundled import DEFAULT_MODEL, bundled_model
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.predict import predict, split_model_argument
+from hazematching.inference.sampling import build_sampler
+from hazematching.training.loop import TrainResult
 
 SAMPLING = SamplingConfig(samples=3, steps=4, seed=2, batch_size=2)
 
@@ -98,7 +94,7 @@ def test_bad_input_writes_nothing(trained: TrainResult, hazy: Path, tmp_path: Pa
     with pytest.raises(HazeMatchingError, match=r"nan\.tif: contains NaN"):
         predict(trained.best, [hazy, bad], out, SAMPLING, progress=False)
     assert not out.exists()
-    with pytest.raises(HazeMatchingError, match="checkpoint not found"):
+    with pytest.raises(HazeMatchingError, match="model not found"):
         predict(tmp_path / "none.pt", [hazy], out, SAMPLING, progress=False)
     with pytest.raises(HazeMatchingError, match="share a file name"):
         predict(trained.best, [hazy, hazy], out, SAMPLING, progress=False)

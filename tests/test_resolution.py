@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from hazematching.resolution import fourier_ring_correlation
+from hazematching.metrics.resolution import fourier_ring_correlation
 
 
 def _image(seed: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:

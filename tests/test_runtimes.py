@@ -22,16 +22,19 @@ import numpy as np
 import pytest
 import yaml
 
-from hazematching.check import DEEPIMAGEJ_ATOL, DEEPIMAGEJ_RTOL
+from hazematching.config import SamplingConfig
+from hazematching.export.check import DEEPIMAGEJ_ATOL, DEEPIMAGEJ_RTOL
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
-from hazematching.train import TrainResult
+from hazematching.training.loop import TrainResult
 
 pytestmark = pytest.mark.runtimes
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH20_PYTHON = os.environ.get("HAZEMATCHING_TORCH20_PYTHON")
-RECIPE = default_recipe().model_copy(update={"samples": 3, "steps": 4, "test_size": 64})
+RECIPE = default_recipe().model_copy(
+    update={"sampling": SamplingConfig(samples=3, steps=4), "test_size": 64}
+)
 
 
 @pytest.fixture(scope="module")

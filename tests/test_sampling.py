@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from hazematching.config import NetworkConfig
-from hazematching.model import build_velocity_net, trace_velocity
-from hazematching.sampling import (
-    EulerSampler,
+from hazematching.inference.sampler import EulerSampler
+from hazematching.inference.sampling import (
     run_with_progress,
     script_sampler,
     tile_edges,
     tile_evaluations,
 )
+from hazematching.training.network import build_velocity_net, trace_velocity
 
 NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2), attention_downsample=(2,))
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from hazematching.perceptual import frechet_distance
-from hazematching.similarity import (
+from hazematching.metrics.perceptual import frechet_distance
+from hazematching.metrics.similarity import (
     GMSD_CONSTANT,
     SSIM_SIGMA,
     fsim,

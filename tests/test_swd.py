@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hazematching.swd import (
+from hazematching.metrics.swd import (
     SwdSettings,
     _expand,
     band_count,

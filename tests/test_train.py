@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hazematching.checkpoint import load_checkpoint, save_checkpoint
 from hazematching.errors import HazeMatchingError
-from hazematching.train import TrainResult, train
-from tests.conftest import tiny_train_config
+from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.training.loop import TrainResult, train
+from tests.helpers import tiny_train_config
 
 
 def test_checkpoint_contents(trained: TrainResult) -> None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import SimulationConfig
 from ..errors import HazeMatchingError
-from ..fileio import write_json
+from ..fileio import output_folder, write_json
 from .phantom import random_volume
 from .psf import confocal_psf, widefield_psf
 from .render import axial_offsets, render_focal_plane
@@ -112,8 +112,8 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
     Returns the path of `simulation.json`, which records every parameter, the version,
     and the file, split and seed of every pair.
     """
-    out_dir = Path(out_dir)
-    existing = list(out_dir.glob("*/pair_*.tif")) if out_dir.is_dir() else []
+    out_dir = output_folder(out_dir)
+    existing = list(out_dir.glob("*/pair_*.tif"))
     if existing:
         raise HazeMatchingError("already holds simulated pairs; choose a new folder", out_dir)
     splits = assign_splits(config)

@@ -1,8 +1,9 @@
 """Reading and writing microscopy TIFFs with validated axes.
 
 Paired files hold two channels, channel 0 = confocal target and channel 1 = widefield input (the
-layout of the paper's data). Any TIFF is reduced to a stack of 2D planes: extra axes (Z, T, ...)
-become planes, so a 3D stack is handled as many 2D images.
+layout of the paper's data). A TIFF is read as a stack of 2D planes: a 2D image, or one extra
+axis (Z, T, ...) whose planes are handled as many 2D images; channels come from the axes
+metadata (or the paired layouts), and files with two or more axes of planes are refused.
 """
 
 from __future__ import annotations
@@ -57,6 +58,26 @@ def _channel_axis(data: np.ndarray, axes: str, channels: int) -> int | None:
     return None
 
 
+def _require_one_plane_axis(data: np.ndarray, axes: str, channel: int | None, path: Path) -> None:
+    """Refuse more than one axis of planes (e.g. time and depth) besides channels and Y, X.
+
+    A 2D image or one stack of 2D planes (Z, T, ... of length > 1) is what the models dehaze;
+    a TZYX or TZCYX file would otherwise be flattened into planes without anyone noticing.
+    """
+    planes = [
+        f"{axes[i]}={data.shape[i]}"
+        for i in range(data.ndim - 2)
+        if i != channel and data.shape[i] > 1
+    ]
+    if len(planes) > 1:
+        raise HazeMatchingError(
+            f"has axes {axes} with shape {data.shape}: expected a 2D image or one stack of 2D "
+            f"planes, found {len(planes)} axes of planes ({', '.join(planes)}); save one "
+            "stack (e.g. one time point) per file",
+            path,
+        )
+
+
 def read_planes(path: Path, channels: int | None) -> np.ndarray:
     """Read a TIFF as float32 (planes, channels, Y, X), checking channel count and finiteness.
 
@@ -65,6 +86,7 @@ def read_planes(path: Path, channels: int | None) -> np.ndarray:
     """
     data, axes = _read_raw(path)
     axis = _channel_axis(data, axes, 2 if channels is None else channels)
+    _require_one_plane_axis(data, axes, axis, path)
     if axis is None:
         found = 1
         data = data[:, None] if data.ndim > 2 else data[None, None]

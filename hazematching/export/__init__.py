@@ -1,2 +1,2 @@
-"""Export of trained models as BioImage.IO model packages (`package`), their recipes (`recipe`),
-and running exported packages through bioimageio.core (`runner`)."""
+"""Export of trained models as tested BioImage.IO model packages: description, card, cover,
+recipe, and the `check` of a package against bioimageio.core, consumer-tool and zoo rules."""

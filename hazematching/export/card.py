@@ -5,23 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..calibration import Calibration
-from ..checkpoint import BEST, Checkpoint
 from ..config import SamplingConfig
 from ..data.normalization import EPS
-from ..deconvolution import MODEL_FILE
 from ..errors import HazeMatchingError
-from ..evaluate import comparison_markdown, load_records
+from ..evaluation.report import comparison_markdown, load_records
+from ..inference.loader import model_file
+from ..training.checkpoint import Checkpoint
+from ..uncertainty.calibration import Calibration
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
-
-
-def _model_file(path: Path | str) -> Path:
-    """The model file a path names: itself, or the checkpoint / RL model inside a folder."""
-    path = Path(path).resolve()
-    for inside in (path / BEST, path / MODEL_FILE) if path.is_dir() else ():
-        if inside.is_file():
-            return inside
-    return path
 
 
 def evaluation_markdown(
@@ -36,7 +27,7 @@ def evaluation_markdown(
     if report is None:
         return None
     records = load_records(Path(report))
-    ours = [r for r in records if _model_file(r["model"]) == _model_file(model_path)]
+    ours = [r for r in records if model_file(r["model"]) == model_file(model_path)]
     if not ours:
         raise HazeMatchingError(f"holds no evaluation of {model_path}", report)
     for record in ours:

@@ -17,8 +17,9 @@ from bioimageio.spec.model import v0_5
 
 from .. import __version__
 from ..data.tiff import INPUT_CHANNEL, read_planes
-from ..deconvolution import load_richardson_lucy
 from ..errors import HazeMatchingError
+from ..inference.loader import open_model
+from ..training.richardson_lucy import load_richardson_lucy
 from .card import closing_lines, evaluation_markdown
 from .cover import write_cover
 from .description import (
@@ -34,6 +35,7 @@ from .package import (
     ExportResult,
     centre_crop,
     export_folder,
+    package_path,
     save_tested_package,
     write_tensor,
 )
@@ -103,10 +105,11 @@ def export_richardson_lucy(
     """Package a Richardson-Lucy model (`richardson_lucy.pt`) and test it with bioimageio.core."""
     start = time.perf_counter()
     recipe = recipe or default_recipe()
-    out_path = Path(out_path)
-    if out_path.suffix != ".zip":
-        raise HazeMatchingError("the package name must end with .zip", out_path)
-    model = load_richardson_lucy(model_path)
+    out_path = package_path(out_path)
+    source = open_model(model_path, "export", sampling=recipe.sampling is not None)
+    if source.kind != "richardson-lucy":
+        raise HazeMatchingError("not a Richardson-Lucy model", source.path)
+    model = load_richardson_lucy(source.file)
     image, source = _test_image(recipe, model.psf_source)
     hazy = centre_crop(image, recipe.test_size or 128, 1, source)
     if hazy.shape[0] < MIN_SIZE:

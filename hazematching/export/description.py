@@ -17,10 +17,10 @@ import torch
 from bioimageio.spec.model import v0_5
 
 from .. import __version__
-from ..checkpoint import Checkpoint
 from ..config import SamplingConfig
 from ..data.normalization import EPS
 from ..errors import HazeMatchingError
+from ..training.checkpoint import Checkpoint
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
 
 INPUT_ID = v0_5.TensorId("hazy")

@@ -21,21 +21,17 @@ import tifffile
 import torch
 from bioimageio.spec.model import v0_5
 
-from .. import sampling as sampling_module
-from ..checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
+from ..bioimage.github import unverified_github_users
 from ..config import SamplingConfig
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
-from ..fileio import atomic_path
-from ..model import count_parameters, unet_kwargs
-from ..predict import (
-    build_sampler,
-    method_sampling,
-    output_channel_names,
-    predict_planes,
-    sampler_kwargs,
-    trained_model_from,
-)
+from ..fileio import atomic_path, output_file
+from ..inference import sampler as sampler_module
+from ..inference.loader import open_model, trained_model_from
+from ..inference.predict import output_channel_names, predict_planes
+from ..inference.sampling import build_sampler, method_sampling, sampler_kwargs
+from ..training.checkpoint import Checkpoint, load_checkpoint
+from ..training.network import count_parameters, unet_kwargs
 from .card import evaluation_markdown, model_card
 from .cover import write_cover
 from .description import (
@@ -45,7 +41,6 @@ from .description import (
     minimum_input_size,
     reference_output,
 )
-from .github import unverified_github_users
 from .recipe import ExportRecipe, default_recipe
 
 
@@ -99,6 +94,14 @@ def write_tensor(folder: Path, stem: str, data: np.ndarray) -> tuple[Path, Path]
     return npy, tif
 
 
+def package_path(out_path: Path) -> Path:
+    """Where a package may be written: a .zip name in an existing, writable folder."""
+    out_path = Path(out_path)
+    if out_path.suffix != ".zip":
+        raise HazeMatchingError("the package name must end with .zip", out_path)
+    return output_file(out_path)
+
+
 def export_package(
     checkpoint_path: Path, out_path: Path, recipe: ExportRecipe | None = None
 ) -> ExportResult:
@@ -109,25 +112,13 @@ def export_package(
     """
     start = time.perf_counter()
     recipe = recipe or default_recipe()
-    out_path = Path(out_path)
-    if out_path.suffix != ".zip":
-        raise HazeMatchingError("the package name must end with .zip", out_path)
-    if not out_path.parent.is_dir():
-        raise HazeMatchingError("output folder does not exist", out_path.parent)
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = trained_model_from(checkpoint, resolve_checkpoint_path(checkpoint_path))
-    sampling = method_sampling(
-        checkpoint.config,
-        SamplingConfig(
-            samples=recipe.samples,
-            steps=recipe.steps,
-            seed=recipe.seed,
-            batch_size=recipe.batch_size,
-            keep_samples=recipe.with_samples,
-            tile=recipe.tile,
-            overlap=recipe.overlap,
-        ),
-    )
+    out_path = package_path(out_path)
+    source = open_model(checkpoint_path, "export")
+    if source.kind != "checkpoint":
+        raise HazeMatchingError("not a checkpoint; `export_model` exports every kind", source.path)
+    checkpoint = load_checkpoint(source.file)
+    model = trained_model_from(checkpoint, source.file)
+    sampling = method_sampling(checkpoint.config, recipe.sampling or SamplingConfig())
     multiple = checkpoint.config.network.size_multiple
     image, source = _test_image(recipe, checkpoint)
     hazy = centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)
@@ -149,7 +140,7 @@ def export_package(
         scripted.save(str(folder / "sampler_torchscript.pt"))
         state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}
         torch.save(state, folder / "sampler_state_dict.pt")
-        shutil.copyfile(sampling_module.__file__, folder / "hazematching_sampler.py")
+        shutil.copyfile(sampler_module.__file__, folder / "hazematching_sampler.py")
         (folder / "environment.yaml").write_text(
             "name: hazematching\nchannels: [conda-forge]\ndependencies:\n  - python>=3.10\n"
             f"  - pytorch>={torch.__version__.split('+')[0]}\n  - pip\n  - pip:\n"

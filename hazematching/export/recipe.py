@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from ..config import StrictModel
+from ..bioimage.github import GITHUB_USER_MAX, GITHUB_USER_PATTERN
+from ..config import SamplingConfig, StrictModel
 from ..errors import HazeMatchingError, describe_validation_error
-from .github import GITHUB_USER_MAX, GITHUB_USER_PATTERN
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,13 +91,11 @@ class ExportRecipe(StrictModel):
         ]
     )
     version: str = "0.1.0"
-    samples: int = Field(8, ge=1, le=256, description="posterior samples per image (K)")
-    steps: int = Field(20, ge=1, le=1000, description="Euler steps (T)")
-    seed: int = Field(0, ge=0, lt=2**31)
-    batch_size: int = Field(8, ge=1, description="samples integrated together")
-    with_samples: bool = Field(False, description="also output every sample as a channel")
-    tile: int | None = Field(None, ge=0, description="tile stride; default: patch size")
-    overlap: int | None = Field(None, ge=0, description="tile overlap; default as in predict")
+    sampling: SamplingConfig | None = Field(
+        None,
+        description="sampling baked into the package (a `[sampling]` table); None: the defaults "
+        "of `SamplingConfig`, as `predict` uses them. Richardson-Lucy takes none.",
+    )
     halo: int | None = Field(
         None,
         ge=0,

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data.dataset import load_pairs, split_folder
-from .data.tiff import read_single
-from .errors import HazeMatchingError
-from .fileio import atomic_path, write_json
-from .metrics import range_invariant_psnr
+from ..data.dataset import load_pairs, split_folder
+from ..data.tiff import read_single
+from ..errors import HazeMatchingError
+from ..fileio import atomic_path, output_folder, write_json
+from ..metrics.distortion import range_invariant_psnr
 
 FORMAT = "hazematching-richardson-lucy"
 MODEL_FILE = "richardson_lucy.pt"
@@ -173,6 +173,7 @@ def fit_richardson_lucy(
     if max_iterations < 1:
         raise HazeMatchingError("max_iterations must be at least 1")
     psf = read_psf(psf_path)
+    out_dir = output_folder(out_dir)
     folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
     scores = np.zeros(max_iterations)
@@ -186,8 +187,6 @@ def fit_richardson_lucy(
     scores /= len(images)
     best = int(np.argmax(scores)) + 1
     model = RichardsonLucyModel(psf, best, str(psf_path), [float(s) for s in scores])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     save_richardson_lucy(out_dir / MODEL_FILE, model)
     write_json(
         out_dir / "richardson_lucy.json",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .metrics import affine_fit
+from .distortion import affine_fit
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SSIM_WINDOW = 11  # Gaussian window of sigma 1.5, truncated to 11 pixels

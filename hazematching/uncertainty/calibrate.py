@@ -16,17 +16,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import SamplingConfig
+from ..data.dataset import load_pairs, split_folder
+from ..data.normalization import EPS
+from ..errors import HazeMatchingError
+from ..fileio import output_folder, write_json
+from ..inference.loader import open_model, trained_model_from
+from ..inference.predict import predict_planes
+from ..inference.sampling import build_sampler
+from ..plots import calibration_error_plot, calibration_plot
+from ..runtime import resolve_device
+from ..training.checkpoint import load_checkpoint, save_checkpoint
 from .calibration import Calibration, calibrate_arrays
-from .checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
-from .config import SamplingConfig
-from .data.dataset import load_pairs, split_folder
-from .data.normalization import EPS
-from .errors import HazeMatchingError
-from .export.runner import is_package
-from .fileio import write_json
-from .plots import calibration_error_plot, calibration_plot
-from .predict import build_sampler, predict_planes, trained_model_from
-from .runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,11 @@ def calibrate(
     data, or the errors are too small. `out_dir` defaults to `calibration/` next to the
     checkpoint. The checkpoint is rewritten atomically with the calibration added.
     """
-    if is_package(model_path):
-        raise HazeMatchingError(
-            "packages cannot be recalibrated; calibrate the checkpoint, then export it again",
-            model_path,
-        )
+    path = open_model(model_path, "calibrate").file
     sampling = sampling or SamplingConfig()
     if sampling.samples < 2:
         raise HazeMatchingError("calibration needs at least 2 samples per image for a std")
-    path = resolve_checkpoint_path(model_path)
+    report = output_folder(Path(out_dir) if out_dir is not None else path.parent / "calibration")
     checkpoint = load_checkpoint(path)
     folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
@@ -94,8 +91,6 @@ def calibrate(
         update={"samples": sampling.samples, "steps": sampling.steps}
     )
 
-    report = Path(out_dir) if out_dir is not None else path.parent / "calibration"
-    report.mkdir(parents=True, exist_ok=True)
     calibration_plot(report / "calibration.png", before, after)
     calibration_error_plot(report / "calibration_error.png", before, after)
     write_json(

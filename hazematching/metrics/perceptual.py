@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import HazeMatchingError
+from ..errors import HazeMatchingError
 
 LPIPS_LAYERS = (64, 192, 384, 256, 256)  # AlexNet channels after relu1 .. relu5
 _LPIPS_SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))  # features indices of relu1 .. 5

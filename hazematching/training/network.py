@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torchcfm.models.unet.unet import UNetModel
 
-from .config import NetworkConfig
-from .sampling import VelocityNet
+from ..config import NetworkConfig
+from ..inference.sampler import VelocityNet
 
 IN_CHANNELS = 2  # x_t and the hazy guide, concatenated along channels
 OUT_CHANNELS = 1

@@ -15,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration
-from .config import SamplingConfig
-from .data.normalization import EPS
-from .deconvolution import deconvolve, is_richardson_lucy, load_richardson_lucy
-from .errors import HazeMatchingError
-from .export.runner import channel_names, is_package, load_package, run_package
-from .predict import build_sampler, load_trained_model, method_sampling, predict_planes
-from .runtime import resolve_device
+from ..bioimage.reading import channel_names, load_package
+from ..config import SamplingConfig
+from ..data.normalization import EPS
+from ..inference.loader import load_trained_model, open_model
+from ..inference.package import run_package
+from ..inference.predict import predict_planes
+from ..inference.sampling import build_sampler, method_sampling
+from ..runtime import resolve_device
+from ..training.richardson_lucy import deconvolve, load_richardson_lucy
+from ..uncertainty.calibration import Calibration
 
 
 @dataclass(frozen=True)
@@ -116,15 +118,9 @@ def load_restorer(
     path: Path, sampling: SamplingConfig | None = None, device: str = "auto"
 ) -> Restorer:
     """Open a checkpoint (file or run folder), a package or a Richardson-Lucy model."""
-    path = Path(path)
-    if not path.exists():
-        raise HazeMatchingError("model not found", path)
-    if is_richardson_lucy(path):
-        return _richardson_lucy_restorer(path)
-    if is_package(path):
-        if sampling is not None:
-            raise HazeMatchingError(
-                "sampling settings are baked into a package; re-export it to change them", path
-            )
-        return _package_restorer(path, device)
-    return _checkpoint_restorer(path, sampling or SamplingConfig(), device)
+    source = open_model(path, "evaluate", sampling=sampling is not None)
+    if source.kind == "richardson-lucy":
+        return _richardson_lucy_restorer(source.file)
+    if source.kind == "package":
+        return _package_restorer(source.file, device)
+    return _checkpoint_restorer(source.file, sampling or SamplingConfig(), device)

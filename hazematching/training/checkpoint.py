@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from . import __version__
-from .calibration import Calibration
-from .config import TrainConfig
-from .data.normalization import Normalization
-from .errors import HazeMatchingError
-from .fileio import atomic_path
+from .. import __version__
+from ..config import TrainConfig
+from ..data.normalization import Normalization
+from ..errors import HazeMatchingError
+from ..fileio import atomic_path
+from ..uncertainty.calibration import Calibration
 
 FORMAT = "hazematching-checkpoint"
 FORMAT_VERSION = 1

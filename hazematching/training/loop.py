@@ -19,15 +19,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ..config import TrainConfig
+from ..data.dataset import PairedImages, PatchSampler, load_training_data
+from ..data.normalization import Normalization
+from ..errors import HazeMatchingError
+from ..fileio import output_folder, write_json
+from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
 from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data.dataset import PairedImages, PatchSampler, load_training_data
-from .data.normalization import Normalization
-from .errors import HazeMatchingError
-from .fileio import write_json
 from .flow import GuidedFlowMatching, draw_times
-from .model import build_velocity_net
-from .runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
+from .network import build_velocity_net
 
 _TRAIN_STREAM = 0
 _VAL_STREAM = 1
@@ -112,7 +112,7 @@ def train(
     With `resume`, training continues from run_dir/last.pt with its stored configuration (only
     `steps` and `device` are taken from `config`), optimizer and EMA state.
     """
-    run_dir = Path(run_dir)
+    run_dir = output_folder(run_dir)
     previous: Checkpoint | None = None
     if resume:
         previous = load_checkpoint(run_dir / LAST)
@@ -160,7 +160,6 @@ def _train(
         PatchSampler(val_pairs, normalization, config.patch_size), config, device
     )
     if group.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", config.model_dump(mode="json"))
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank

@@ -11,14 +11,12 @@ package, the names it lists are entered in bioimageio.spec's own set of verified
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
-from .runner import PACKAGE_DESCRIPTION
+from .internals import known_github_users
+from .layout import read_raw_description
 
 # letters, digits and single inner hyphens, at most GITHUB_USER_MAX characters
 GITHUB_USER_PATTERN = r"^[A-Za-z0-9](?:-?[A-Za-z0-9])*$"
@@ -37,17 +35,8 @@ def package_github_users(path: Path) -> list[str]:
 
     Unreadable packages give an empty list: loading them reports the actual problem.
     """
-    path = Path(path)
-    try:
-        if path.is_dir():
-            text = (path / PACKAGE_DESCRIPTION).read_text()
-        else:
-            with zipfile.ZipFile(path) as archive:
-                text = archive.read(PACKAGE_DESCRIPTION).decode()
-        rdf = yaml.safe_load(text)
-    except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile, yaml.YAMLError):
-        return []
-    if not isinstance(rdf, dict):
+    rdf = read_raw_description(path)
+    if rdf is None:
         return []
     people = [*(rdf.get("maintainers") or []), *(rdf.get("authors") or [])]
     return [str(p["github_user"]) for p in people if isinstance(p, dict) and p.get("github_user")]
@@ -56,14 +45,13 @@ def package_github_users(path: Path) -> list[str]:
 @contextmanager
 def unverified_github_users(names: Iterable[str]) -> Iterator[None]:
     """bioimageio.spec accepts `names` without asking GitHub while the context is open."""
-    from bioimageio.spec._internal.constants import KNOWN_GITHUB_USERS
-
-    added = {name.lower() for name in names} - KNOWN_GITHUB_USERS
-    KNOWN_GITHUB_USERS.update(added)
+    known = known_github_users()
+    added = {name.lower() for name in names} - known
+    known.update(added)
     try:
         yield
     finally:
-        KNOWN_GITHUB_USERS.difference_update(added)
+        known.difference_update(added)
 
 
 def verify_github_user(name: str) -> tuple[bool | None, str]:

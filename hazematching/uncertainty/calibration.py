@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from .config import StrictModel
+from ..config import StrictModel
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ model path, against:
 
 from __future__ import annotations
 
+import random
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -27,9 +28,11 @@ import numpy as np
 import tifffile
 import torch
 
-from .errors import HazeMatchingError
-from .export.github import package_github_users, unverified_github_users, verify_github_user
-from .export.runner import PACKAGE_DESCRIPTION
+from ..bioimage.github import package_github_users, unverified_github_users, verify_github_user
+from ..bioimage.internals import is_spdx_license
+from ..bioimage.layout import PACKAGE_DESCRIPTION
+from ..bioimage.reading import read_description
+from ..errors import HazeMatchingError
 
 JDLL_PROCESSING = {
     "binarize",
@@ -70,22 +73,6 @@ def _unpacked(path: Path) -> Iterator[Path]:
         except (zipfile.BadZipFile, OSError) as error:
             raise HazeMatchingError(f"not a readable zip ({error})", path) from error
         yield Path(tmp)
-
-
-def _load(folder: Path) -> Any:
-    from bioimageio.spec import InvalidDescr, load_description
-    from bioimageio.spec.model import v0_5
-
-    rdf = folder / PACKAGE_DESCRIPTION
-    if not rdf.is_file():
-        raise HazeMatchingError(f"no {PACKAGE_DESCRIPTION} in the package", folder)
-    try:
-        descr = load_description(rdf, perform_io_checks=True)
-    except Exception as error:  # unreadable YAML, missing files ...
-        raise HazeMatchingError(f"cannot read the package ({error})", rdf) from error
-    if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
-        return None
-    return descr
 
 
 def _source(folder: Path, file_descr: Any) -> Path:
@@ -181,8 +168,6 @@ def _unseeded_reproduction(descr: Any, folder: Path) -> RuleResult:
 
 
 def _zoo_rules(descr: Any, folder: Path) -> list[RuleResult]:
-    from bioimageio.spec._internal.license_id import LicenseId
-
     readme = _source(folder, descr.documentation) if descr.documentation else None
     text = readme.read_text(errors="replace") if readme and readme.is_file() else ""
     # bioimageio.spec invents a cover outside the package when none is listed: not shipped
@@ -211,7 +196,7 @@ def _zoo_rules(descr: Any, folder: Path) -> list[RuleResult]:
             bool(covers) and not large,
             ", ".join(large) if large else (", ".join(c.name for c in covers) or "no cover file"),
         ),
-        RuleResult("SPDX licence", isinstance(descr.license, LicenseId), str(descr.license)),
+        RuleResult("SPDX licence", is_spdx_license(descr.license), str(descr.license)),
         _maintainers_rule(descr),
         RuleResult("tags", bool(descr.tags), ", ".join(descr.tags) or "none"),
     ]
@@ -241,16 +226,44 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def check_package(path: Path) -> list[RuleResult]:
-    """Every rule for the package at `path` (.zip or unpacked folder)."""
-    from bioimageio.core import test_model
+@contextmanager
+def _global_generators_kept() -> Iterator[None]:
+    """Restore the caller's torch, numpy and Python random states afterwards.
 
+    `test_model` seeds them and the unseeded-reproduction rule sets them on purpose; whoever
+    calls `check_package` keeps the random streams they had.
+    """
+    torch_state, numpy_state, python_state = (
+        torch.get_rng_state(),
+        np.random.get_state(),
+        random.getstate(),
+    )
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+def check_package(path: Path) -> list[RuleResult]:
+    """Every rule for the package at `path` (.zip or unpacked folder).
+
+    The global random generators of the caller are left as they were.
+    """
     path = Path(path)
     if not path.exists():
         raise HazeMatchingError("model package not found", path)
+    with _global_generators_kept():
+        return _check(path)
+
+
+def _check(path: Path) -> list[RuleResult]:
+    from bioimageio.core import test_model
+
     results = [RuleResult("size", True, f"{_size(path) / 1e6:.1f} MB")]
     with _unpacked(path) as folder, unverified_github_users(package_github_users(folder)):
-        descr = _load(folder)
+        descr = read_description(folder)
         if descr is None:
             return [*results, RuleResult("valid BioImage.IO model (spec 0.5)", False, "invalid")]
         results.append(RuleResult("valid BioImage.IO model (spec 0.5)", True, str(descr.name)))

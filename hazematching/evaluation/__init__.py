@@ -1,0 +1,1 @@
+"""Evaluation: every kind of model on held-out pairs (`compute`), then tables (`report`)."""

@@ -1,0 +1,1 @@
+"""Inference: the sampler packages carry, building and driving it, prediction, running packages."""

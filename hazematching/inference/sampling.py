@@ -1,0 +1,139 @@
+"""Building the scripted sampler for a model, and driving it from Python with progress.
+
+`sampler.py` is what packages run; this module is what the host adds around it: the sampler's
+settings for a model and a `SamplingConfig`, TorchScript compilation, a driver that reports
+progress tile pass by tile pass, and tile counts for progress bars and seam measurements.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..config import SamplingConfig, TrainConfig
+from ..errors import CalibrationMismatch, HazeMatchingError
+from ..training.network import trace_velocity
+from ..uncertainty.calibration import Calibration
+from .sampler import EulerSampler
+
+if TYPE_CHECKING:
+    from .loader import TrainedModel
+
+
+def method_sampling(config: TrainConfig, sampling: SamplingConfig) -> SamplingConfig:
+    """The sampling settings a model of this method supports.
+
+    The U-Net baseline is trained at t = 0 only and starts without noise: one step and one
+    sample, whatever was asked for. Every other method samples as asked.
+    """
+    if config.method == "unet":
+        return sampling.model_copy(update={"steps": 1, "samples": 1})
+    return sampling
+
+
+def sampler_kwargs(
+    config: TrainConfig, sampling: SamplingConfig, calibration: Calibration | None
+) -> dict[str, object]:
+    """Keyword arguments of `EulerSampler` (plain data) for a model and sampling settings."""
+    sampling = method_sampling(config, sampling)
+    tile, overlap = sampling.tiling(config.patch_size)
+    return {
+        "steps": sampling.steps,
+        "samples": sampling.samples,
+        "seed": sampling.seed,
+        "batch_size": sampling.batch_size,
+        "size_multiple": config.network.size_multiple,
+        "tile": tile,
+        "overlap": overlap,
+        "std_scale": calibration.std_scale if calibration else 1.0,
+        "std_offset": calibration.std_offset if calibration else 0.0,
+        "keep_samples": sampling.keep_samples,
+        "start_input": config.start_input,
+        "start_noise": config.start_noise,
+    }
+
+
+def build_sampler(
+    model: TrainedModel, sampling: SamplingConfig, device: torch.device, *, calibrated: bool = True
+) -> torch.jit.ScriptModule:
+    """The scripted sampler around the traced EMA network, on `device`.
+
+    The std is calibrated with the model's stored calibration unless `calibrated` is False
+    (which fitting a calibration needs); a `CalibrationMismatch` warning says when the sampling
+    differs from the one the calibration was fitted at.
+    """
+    calibration = model.calibration if calibrated else None
+    if calibration is not None:
+        reason = calibration.mismatch(sampling.samples, sampling.steps)
+        if reason is not None:
+            warnings.warn(reason, CalibrationMismatch, stacklevel=2)
+    try:
+        sampler = EulerSampler(
+            trace_velocity(model.velocity, model.config.patch_size),
+            **sampler_kwargs(model.config, sampling, calibration),
+        )
+    except ValueError as error:
+        raise HazeMatchingError(str(error)) from error
+    return script_sampler(sampler).to(device)
+
+
+def script_sampler(sampler: EulerSampler) -> torch.jit.ScriptModule:
+    """Compile the sampler with TorchScript (the form consumer tools load).
+
+    torch >= 2.13 flags `torch.jit.script` as deprecated in favour of torch.export, which no
+    BioImage.IO consumer loads, so the warning is silenced here on purpose.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
+        return torch.jit.script(sampler)
+
+
+def run_with_progress(
+    sampler: torch.jit.ScriptModule, hazy: Tensor, on_tiles: Callable[[int], None]
+) -> Tensor:
+    """Exactly `sampler(hazy)`, driven tile pass by tile pass from Python to report progress.
+
+    It calls the sampler's own scripted methods in the order of `EulerSampler.forward` and
+    `EulerSampler.velocity_field`, and `on_tiles(n)` after each network pass over n tiles; a
+    test checks that the result agrees with `sampler(hazy)` bit for bit.
+    """
+    height, width = hazy.shape[-2], hazy.shape[-1]
+    guide = sampler.pad(hazy)
+    mean = torch.zeros_like(guide)
+    m2 = torch.zeros_like(guide)
+    kept: list[Tensor] = []
+    for first in range(0, sampler.samples, sampler.batch_size):
+        count = min(sampler.batch_size, sampler.samples - first)
+        x = sampler.initial_state(guide, first, count)
+        cond = guide.repeat(count, 1, 1, 1)
+        passes = sampler.tile_passes(x.shape[-2], x.shape[-1], x.shape[0])
+        for step in range(sampler.steps):
+            inputs = torch.cat([x, cond], dim=1)
+            total = torch.zeros_like(x)
+            norm = torch.zeros([x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device)
+            for group in passes:
+                sampler.blend_pass(inputs, step, group, total, norm)
+                on_tiles(len(group))
+            x = x + (total / norm) * (1.0 / sampler.steps)
+        mean, m2 = sampler.accumulate(x, first, mean, m2)
+        if sampler.keep_samples:
+            kept.extend(x.split(guide.shape[0]))
+    return sampler.summarize(mean, m2, kept, height, width)
+
+
+def tile_evaluations(sampler: torch.jit.ScriptModule, height: int, width: int) -> int:
+    """Tiles `run_with_progress` reports for one image of this size (all samples and steps)."""
+    m = sampler.size_multiple
+    padded_h, padded_w = -(-height // m) * m, -(-width // m) * m
+    tiles = len(sampler.tile_starts(padded_h)) * len(sampler.tile_starts(padded_w))
+    return -(-sampler.samples // sampler.batch_size) * sampler.steps * tiles
+
+
+def tile_edges(sampler: torch.jit.ScriptModule, size: int) -> list[int]:
+    """Positions inside [1, size) where a tile starts or ends along a side of `size` pixels."""
+    span = sampler.span()
+    return sorted({b for s in sampler.tile_starts(size) for b in (s, s + span) if 0 < b < size})

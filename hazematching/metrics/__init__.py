@@ -1,0 +1,1 @@
+"""Metrics: distortion, structural similarity, perceptual, sliced Wasserstein, resolution."""

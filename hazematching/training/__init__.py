@@ -1,0 +1,1 @@
+"""Training: the flow-matching objective, velocity network, checkpoints, loop, Richardson-Lucy."""

@@ -1,0 +1,1 @@
+"""Uncertainty: calibration maths (`calibration`) and the calibrate command (`calibrate`)."""
