@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from hazematching.bioimage.github import is_github_user, package_github_users
@@ -55,10 +57,25 @@ def test_export_with_a_maintainer_passes_every_rule(
     failed = {name for name, r in results.items() if not r.passed}
     assert failed == set()
     assert results["bioimageio.core test_model (cpu)"].detail == "passed"
-    assert results["size"].detail.endswith("MB")
+    assert results["size"].detail == f"{package.stat().st_size / 1e6:.1f} MB"
     # the account is looked up apart from the model tests: verified online, reported offline
     assert results["maintainers"].detail.startswith("octocat (")
     assert package_github_users(package) == ["octocat"]
+
+
+def test_check_leaves_the_callers_random_streams(package: Path) -> None:
+    """`test_model` and the unseeded rule seed the global generators; the caller's come back."""
+    torch.manual_seed(11)
+    np.random.seed(11)
+    random.seed(11)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(11)
+    np.random.seed(11)
+    random.seed(11)
+    check_package(package)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
 
 
 def test_missing_maintainers_are_named(package: Path, tmp_path: Path) -> None:

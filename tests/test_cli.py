@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from hazematching.training.checkpoint import load_checkpoint
+from hazematching.training.loop import TrainResult
 from tests.helpers import run
 
 
@@ -122,3 +123,66 @@ def test_bad_input_one_line_error(tmp_path: Path, args: tuple[str, ...], message
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert message in lines[0]
     assert not (tmp_path / "o").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("simulate", "{file}", "--pairs", "4"),
+        ("train", "{data}", "--out", "{file}", "--steps", "1"),
+        ("predict", "{model}", "{tif}", "--out", "{file}"),
+        ("calibrate", "{model}", "{data}", "--out", "{file}"),
+        ("evaluate", "{model}", "{data}", "--out", "{file}"),
+        ("richardson-lucy", "{data}", "--out", "{file}"),
+        ("export", "{model}", "--out", "{file}/m.zip"),
+        ("export", "{model}", "--out", "{folder}.zip"),
+    ],
+)
+def test_output_path_that_is_a_file_or_folder_is_refused(
+    trained: TrainResult, sim_dir: Path, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Every command names the output path and the problem in one line before any work."""
+    file = tmp_path / "taken"
+    file.write_text("a file the user cares about")
+    (tmp_path / "folder.zip").mkdir()
+    tifffile.imwrite(tmp_path / "x.tif", np.ones((16, 16), np.float32))
+    values = {
+        "file": file,
+        "folder": tmp_path / "folder",
+        "data": sim_dir,
+        "model": trained.best,
+        "tif": tmp_path / "x.tif",
+    }
+    done = run(*(a.format(**values) for a in args))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert any(
+        what in last
+        for what in (
+            "the output path is an existing file",
+            "the output path is an existing folder",
+            "output folder does not exist",
+        )
+    ), last
+    assert file.read_text() == "a file the user cares about"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.zip", "taken", "x.tif"]
+
+
+def test_images_with_two_plane_axes_are_refused(trained: TrainResult, tmp_path: Path) -> None:
+    """A TZCYX file is neither flattened into planes nor dehazed channel by channel."""
+    five = tmp_path / "tzcyx.tif"
+    data = np.ones((2, 3, 1, 16, 16), np.float32)
+    tifffile.imwrite(five, data, imagej=True, metadata={"axes": "TZCYX"})
+    done = run("predict", trained.best, five, "--out", tmp_path / "o", "--no-progress")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {five}: has axes TZYX with shape (2, 3, 16, 16): expected a 2D image or one "
+        "stack of 2D planes, found 2 axes of planes (T=2, Z=3); save one stack (e.g. one time "
+        "point) per file"
+    ]
+    three = tmp_path / "cyx.tif"
+    tifffile.imwrite(three, np.ones((3, 16, 16), np.float32), imagej=True, metadata={"axes": "CYX"})
+    done = run("predict", trained.best, three, "--out", tmp_path / "o", "--no-progress")
+    assert done.returncode == 1 and "expected 1 channel, found 3 channel(s)" in done.stderr
+    assert not (tmp_path / "o").exists()

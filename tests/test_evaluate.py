@@ -15,9 +15,13 @@ from torchvision.models import alexnet
 
 from hazematching.config import SamplingConfig
 from hazematching.data.dataset import load_pairs
+from hazematching.data.normalization import EPS
 from hazematching.data.simulate import PSF_FILE
 from hazematching.errors import HazeMatchingError
 from hazematching.evaluation.compute import EvaluationResult, PerceptualWeights, evaluate
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
 from hazematching.metrics.perceptual import LPIPS_LAYERS, Lpips
 from hazematching.metrics.resolution import fourier_ring_correlation
@@ -102,6 +106,18 @@ def test_report_collects_every_method(report) -> None:
     assert (out / "figures" / "calibration_hazematching.png").is_file()
 
 
+def _ence(std: np.ndarray, error: np.ndarray, bins: int) -> float:
+    """Expected normalised calibration error, written out here apart from the library's."""
+    order = np.argsort(std, kind="stable")
+    total, weighted = 0, 0.0
+    for group in np.array_split(order, bins):
+        rmv = np.sqrt(np.mean(std[group] ** 2))
+        rmse = np.sqrt(np.mean(error[group] ** 2))
+        weighted += len(group) * abs(rmv - rmse) / rmse
+        total += len(group)
+    return weighted / total
+
+
 def test_sample_metrics_and_calibration_check(report) -> None:
     _, flow, _ = report
     overall = flow.overall
@@ -115,9 +131,31 @@ def test_sample_metrics_and_calibration_check(report) -> None:
     }
     # samples of a posterior method differ from their mean: their distortion is higher
     assert overall["sample"]["ri_psnr"] < overall["mmse"]["ri_psnr"]
-    calibration = overall["calibration"]
-    assert calibration["raw_error"] >= 0 and calibration["calibrated_error"] >= 0
-    assert calibration["std_scale"] > 0
+
+
+def test_calibration_errors_match_an_independent_recomputation(
+    report, calibrated_checkpoint: Path, sim_dir: Path
+) -> None:
+    """The raw and calibrated ENCE of the report, from the same samples binned here."""
+    _, flow, _ = report
+    numbers = flow.overall["calibration"]
+    model = load_trained_model(calibrated_checkpoint)
+    stored = model.calibration
+    assert (numbers["std_scale"], numbers["std_offset"]) == (stored.std_scale, stored.std_offset)
+    sampler = build_sampler(model, SAMPLING, torch.device("cpu"), calibrated=False)
+    unit = model.normalization.target_std + EPS
+    stds, errors = [], []
+    pairs = load_pairs(sim_dir / "test")
+    for hazy, target in zip(pairs.inputs, pairs.targets, strict=True):
+        result = predict_planes(model, sampler, hazy[None])
+        stds.append(result.std[0].ravel() / unit)
+        errors.append((result.mmse[0] - target).ravel() / unit)
+    std, error = np.concatenate(stds).astype(np.float64), np.concatenate(errors)
+    error = error.astype(np.float64)
+    assert numbers["raw_error"] == pytest.approx(_ence(std, error, 4), rel=1e-6)
+    calibrated = stored.std_scale * std + stored.std_offset
+    assert numbers["calibrated_error"] == pytest.approx(_ence(calibrated, error, 4), rel=1e-6)
+    assert numbers["calibrated_error"] != pytest.approx(numbers["raw_error"])
 
 
 def test_lpips_with_local_weights(report, sim_dir: Path, rl_model: Path, tmp_path: Path) -> None:
@@ -261,7 +299,10 @@ def test_fid_with_local_inception_weights(rl_model: Path, sim_dir: Path, tmp_pat
     torch.save(net.state_dict(), tmp_path / "inception.pth")
     weights = PerceptualWeights(inception=tmp_path / "inception.pth")
     result = evaluate(rl_model, sim_dir, tmp_path / "r", weights=weights, progress=False)
-    assert result.overall["sample"]["fid"] >= 0 and result.overall["fid_patches"] >= 2
+    # Richardson-Lucy's sample is its output, one 64 px patch per test image
+    pairs = load_pairs(sim_dir / "test")
+    assert result.overall["fid_patches"] == len(pairs)
+    assert result.overall["sample"]["fid"] > 0  # restored patches are not the targets
     torch.save({"not": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(HazeMatchingError, match="not torchvision Inception-v3 weights"):
         evaluate(

@@ -180,6 +180,7 @@ def evaluate(
 
     `figures` limits the per-image figures to the first N images (default: all).
     """
+    restorer = load_restorer(model_path, sampling, device)
     folder = split_folder(data_dir, "test")
     pairs = load_pairs(folder)
     require_min_size(pairs, SSIM_WINDOW, "the MS-SSIM window")
@@ -189,7 +190,6 @@ def evaluate(
     inception = InceptionFeatures(weights.inception) if weights.inception else None
     out_dir = output_folder(out_dir)
     _check_report(out_dir, folder)
-    restorer = load_restorer(model_path, sampling, device)
     name = name or restorer.name
     if not name.replace("-", "").replace("_", "").isalnum():
         raise HazeMatchingError(f"method name {name!r} may only hold letters, digits, - and _")

@@ -8,6 +8,7 @@ around the traced network, what Java tools and bioimageio.core run) and a state 
 
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import tempfile
 import time
@@ -94,6 +95,21 @@ def write_tensor(folder: Path, stem: str, data: np.ndarray) -> tuple[Path, Path]
     return npy, tif
 
 
+def environment_yaml() -> str:
+    """The conda environment of the state-dict weights: what `hazematching_sampler.py` imports.
+
+    torchcfm is pinned to the version installed here: the architecture file builds torchcfm's
+    `UNetModel` and walks its internals, so the zoo's checks, which build this environment,
+    must get the very U-Net whose state dict the package holds.
+    """
+    torch_version = torch.__version__.split("+")[0]
+    return (
+        "name: hazematching\nchannels: [conda-forge]\ndependencies:\n  - python>=3.10\n"
+        f"  - pytorch>={torch_version}\n  - pip\n  - pip:\n"
+        f"      - torchcfm=={importlib.metadata.version('torchcfm')}\n"
+    )
+
+
 def package_path(out_path: Path) -> Path:
     """Where a package may be written: a .zip name in an existing, writable folder."""
     out_path = Path(out_path)
@@ -141,11 +157,7 @@ def export_package(
         state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}
         torch.save(state, folder / "sampler_state_dict.pt")
         shutil.copyfile(sampler_module.__file__, folder / "hazematching_sampler.py")
-        (folder / "environment.yaml").write_text(
-            "name: hazematching\nchannels: [conda-forge]\ndependencies:\n  - python>=3.10\n"
-            f"  - pytorch>={torch.__version__.split('+')[0]}\n  - pip\n  - pip:\n"
-            "      - torchcfm\n"
-        )
+        (folder / "environment.yaml").write_text(environment_yaml())
         test_input = hazy[None, None].astype(np.float32)
         input_npy, input_tif = write_tensor(folder, "test_input", test_input)
         library_output = predict_planes(model, scripted, hazy[None]).stacked()  # (1, C, Y, X)
