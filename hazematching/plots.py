@@ -8,62 +8,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .fileio import atomic_path
-from .uncertainty.calibration import CalibrationBins, calibration_error
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
     """Render without pyplot (no global figure state, no display backend) and write atomically."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-
-
-def calibration_plot(path: Path, before: CalibrationBins, after: CalibrationBins) -> None:
-    """RMSE against RMV per bin, raw and calibrated, with standard errors and the line y = x."""
-    figure = Figure(figsize=(4.5, 4.5))
-    axis = figure.subplots()
-    top = float(max(before.rmv.max(), after.rmv.max(), before.rmse.max())) * 1.05
-    axis.plot([0, top], [0, top], color="0.6", linestyle="--", label="y = x (perfect calibration)")
-    for bins, label, colour in (
-        (before, "uncalibrated", "tab:red"),
-        (after, "calibrated", "tab:blue"),
-    ):
-        axis.errorbar(
-            bins.rmv,
-            bins.rmse,
-            yerr=bins.rmse_stderr,
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=f"{label} (ENCE {calibration_error(bins):.3f})",
-        )
-    axis.set_xlabel("RMV: predicted std (z-scores of the target)")
-    axis.set_ylabel("RMSE of the MMSE (z-scores of the target)")
-    axis.set_xlim(0, top)
-    axis.set_ylim(0, top)
-    axis.legend(fontsize=8)
-    _save(figure, path)
-
-
-def calibration_error_plot(path: Path, before: CalibrationBins, after: CalibrationBins) -> None:
-    """Per-bin normalised calibration error |RMV - RMSE| / RMSE, raw and calibrated."""
-    figure = Figure(figsize=(5.5, 3.2))
-    axis = figure.subplots()
-    for bins, label, colour in (
-        (before, "uncalibrated", "tab:red"),
-        (after, "calibrated", "tab:blue"),
-    ):
-        axis.plot(
-            range(1, len(bins.rmv) + 1),
-            abs(bins.rmv - bins.rmse) / bins.rmse,
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=label,
-        )
-    axis.set_xlabel("bin (by predicted std, equal pixel counts)")
-    axis.set_ylabel("|RMV - RMSE| / RMSE")
-    axis.legend(fontsize=8)
-    _save(figure, path)
 
 
 def image_row(path: Path, panels: list[tuple[str, np.ndarray | None]]) -> None:
@@ -80,7 +30,7 @@ def image_row(path: Path, panels: list[tuple[str, np.ndarray | None]]) -> None:
         if image is not None:
             low, high = np.percentile(image, [0.1, 99.9])
             axis.imshow(image, cmap="magma" if title == "std" else "gray", vmin=low, vmax=high)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def perception_distortion_plot(
@@ -112,4 +62,4 @@ def perception_distortion_plot(
     axis.set_ylabel("range-invariant PSNR (dB, higher = more faithful)")
     axis.legend(fontsize=7, loc="best")
     axis.grid(alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)

@@ -47,8 +47,9 @@ from ..metrics.similarity import (
     spectral_distance,
 )
 from ..metrics.swd import SwdSettings, swd
-from ..plots import calibration_plot, image_row
+from ..plots import image_row
 from ..uncertainty.calibration import bin_by_std, calibration_error
+from ..uncertainty.plots import calibration_plot
 from .report import METHODS_FOLDER, SUMMARY, method_markdown, write_summary
 from .restorers import Restoration, Restorer, load_restorer
 

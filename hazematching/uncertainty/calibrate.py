@@ -24,10 +24,10 @@ from ..fileio import output_folder, write_json
 from ..inference.loader import open_model, trained_model_from
 from ..inference.predict import predict_planes
 from ..inference.sampling import build_sampler
-from ..plots import calibration_error_plot, calibration_plot
 from ..runtime import resolve_device
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from .calibration import Calibration, calibrate_arrays
+from .plots import calibration_error_plot, calibration_plot
 
 
 @dataclass(frozen=True)
