@@ -73,6 +73,11 @@ def _method_text(checkpoint: Checkpoint) -> str:
     }[config.method]
 
 
+def opening_lines(recipe: ExportRecipe) -> list[str]:
+    """The start of every card: title, summary and the heading of what the model does."""
+    return [f"# {recipe.name}", "", recipe.description, "", "## What it does", ""]
+
+
 def closing_lines(
     recipe: ExportRecipe, evaluation: str | None, limitations: str, citation: str
 ) -> list[str]:
@@ -113,12 +118,7 @@ def model_card(
     best_val = f"{checkpoint.best_val_loss:.4f}" if checkpoint.best_val_loss is not None else "n/a"
     calibration = checkpoint.calibration
     lines = [
-        f"# {recipe.name}",
-        "",
-        recipe.description,
-        "",
-        "## What it does",
-        "",
+        *opening_lines(recipe),
         "Input: one single-channel widefield image (axes batch, channel, y, x; any size, padded "
         f"internally to a multiple of {config.network.size_multiple}). Output: one tensor whose "
         f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "

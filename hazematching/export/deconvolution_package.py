@@ -20,7 +20,7 @@ from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..inference.loader import open_model
 from ..training.richardson_lucy import load_richardson_lucy
-from .card import closing_lines, evaluation_markdown
+from .card import closing_lines, evaluation_markdown, opening_lines
 from .cover import write_cover
 from .description import (
     INPUT_ID,
@@ -69,12 +69,7 @@ def _card(
 ) -> str:
     return "\n".join(
         [
-            f"# {recipe.name}",
-            "",
-            recipe.description,
-            "",
-            "## What it does",
-            "",
+            *opening_lines(recipe),
             f"Richardson-Lucy deconvolution with {iterations} iterations and a fixed 2D PSF "
             f"(from `{psf_source}`), a classical baseline for dehazing. Input: one widefield image "
             "(batch, channel, y, x; any size of at least 16 px) in raw intensities. Output: "
