@@ -418,7 +418,9 @@ def export(
     ),
     keep_samples: bool = typer.Option(None, help="output every sample as a channel too"),
     test_image: Path = typer.Option(
-        None, help="hazy TIFF for test tensors and cover [default: first validation image]"
+        None,
+        help="hazy TIFF for test tensors and cover [default: the validation image with most "
+        "structure]",
     ),
     test_size: int = typer.Option(None, help="side of the test tensor [default: patch size]"),
     evaluation: Path = typer.Option(

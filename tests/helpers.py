@@ -2,6 +2,12 @@
 
 `run` calls the installed `hazematching` command as a user would; `tiny_train_config` is a
 network and budget small enough for a unit test on 2 CPU cores.
+
+The velocity fields below are called like the velocity network, as `field(t, x)` with x of shape
+(N, 2, H, W) = [state, hazy], and return (N, 1, H, W). Their Euler solutions have closed forms,
+so sampler tests can assert exact numbers; they script and trace inside `EulerSampler`.
+`reinitialised_velocity_net` is a real U-Net whose output is not identically zero, for tests
+where the network itself (time embedding, tracing) matters.
 """
 
 from __future__ import annotations
@@ -11,7 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+from torch import Tensor, nn
+
 from hazematching.config import NetworkConfig, TrainConfig
+from hazematching.inference.sampler import VelocityNet
+from hazematching.training.network import build_velocity_net
 
 EXE = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")
 TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), attention_downsample=())
@@ -35,3 +46,99 @@ def tiny_train_config(**overrides: object) -> TrainConfig:
     }
     values.update(overrides)
     return TrainConfig.model_validate(values)
+
+
+class ConstantField(nn.Module):
+    """v = c everywhere. Each of the T Euler steps adds c / T, so x_1 = x_0 + c for any T."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """c at every pixel of every row."""
+        return torch.full_like(x[:, :1], self.c)
+
+
+class LinearField(nn.Module):
+    """v = a * state. Euler with T steps gives x_1 = x_0 (1 + a/T)^T (the ODE gives x_0 e^a)."""
+
+    def __init__(self, a: float) -> None:
+        super().__init__()
+        self.a = a
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """a times the state channel."""
+        return self.a * x[:, :1]
+
+
+class GuideField(nn.Module):
+    """v = hazy, pixel by pixel: x_1 = x_0 + hazy for any T.
+
+    It is pointwise, so any tiling whose blending weights are normalised reproduces the untiled
+    result, while a tile evaluated at one place and added at another does not.
+    """
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """The hazy channel."""
+        return x[:, 1:2]
+
+
+class TimeGuideField(nn.Module):
+    """v = 2 t hazy. Euler at t = i/T gives x_1 = x_0 + hazy (T - 1)/T (the ODE gives x_0 + hazy).
+
+    The Euler sum is sum_i 2 (i/T) / T = (T - 1)/T; evaluating at t = (i+1)/T would give
+    (T + 1)/T, a step of 1/(T+1) would give (T - 1)/(T + 1).
+    """
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """2 t times the hazy channel, t broadcast per row."""
+        return 2.0 * t[:, None, None, None] * x[:, 1:2]
+
+
+class TileMeanField(nn.Module):
+    """v = the mean of hazy over the whole input the field sees, at every pixel.
+
+    Not local: on a tile it is the tile's mean, so it shows where tiles lie and how their
+    velocities are blended. Untiled, x_1 = x_0 + mean(hazy) for any T.
+    """
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """The per-row spatial mean of the hazy channel, broadcast to every pixel."""
+        guide = x[:, 1:2]
+        return torch.ones_like(guide) * guide.mean(dim=[2, 3], keepdim=True)
+
+
+class RecordingField(nn.Module):
+    """Eager-only wrapper that records every call (t and input) and returns the inner field's v."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls: list[tuple[Tensor, Tensor]] = []
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """The inner field's velocity; (t, x) is appended to `calls`."""
+        self.calls.append((t.clone(), x.clone()))
+        return self.inner(t, x)
+
+
+def reinitialised_velocity_net(
+    config: NetworkConfig, patch_size: int, seed: int, scale: float = 0.05
+) -> VelocityNet:
+    """A U-Net velocity network (eval mode) whose output is non-zero and depends on t.
+
+    torchcfm zero-initialises the output convolution and the last convolution of every residual
+    and attention branch, so a fresh network returns exactly 0 for any input and the time
+    embedding, which enters inside the residual branches, never reaches the output. Every
+    parameter that is exactly zero is drawn from N(0, scale^2) instead. The global generator is
+    left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_velocity_net(config, patch_size)
+        with torch.no_grad():
+            for parameter in net.parameters():
+                if not parameter.any():
+                    parameter.normal_(0.0, scale)
+    return net.eval()

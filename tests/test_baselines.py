@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch import Tensor
 
 from hazematching.config import SamplingConfig
 from hazematching.data.tiff import read_pair
@@ -18,8 +19,7 @@ from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.training.flow import GuidedFlowMatching
 from hazematching.training.loop import TrainResult, train
-from hazematching.training.network import build_velocity_net
-from tests.helpers import TINY_NETWORK, tiny_train_config
+from tests.helpers import LinearField, RecordingField, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -43,33 +43,41 @@ def _hazy(sim_dir: Path) -> np.ndarray:
     return read_pair(next((sim_dir / "test").glob("*.tif")))[0][0]
 
 
+def _objective(
+    start_input: float, start_noise: float, t: Tensor
+) -> tuple[Tensor, RecordingField, tuple[Tensor, Tensor, Tensor]]:
+    """The loss under v = 0.5 x_t, the field that saw the network input, and (hazy, target, noise).
+
+    The velocity is half the state channel, so the loss depends on the x_t the objective built.
+    """
+    hazy, target, noise = torch.randn(3, 2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    field = RecordingField(LinearField(0.5))
+    loss = GuidedFlowMatching(start_input=start_input, start_noise=start_noise).loss(
+        field, hazy, target, noise, t
+    )
+    return loss, field, (hazy, target, noise)
+
+
 def test_unet_objective_is_mse_of_the_residual() -> None:
-    """At t = 0 from the hazy start the loss is || net(0, [hazy, hazy]) - (target - hazy) ||^2."""
-    torch.manual_seed(0)
-    net = build_velocity_net(TINY_NETWORK, 16).eval()
-    hazy, target, noise = torch.randn(3, 2, 1, 16, 16)
+    """At t = 0 from the hazy start the network sees [hazy, hazy] and regresses target - hazy."""
     t = torch.zeros(2)
-    with torch.no_grad():
-        loss = GuidedFlowMatching(start_input=1.0, start_noise=0.0).loss(
-            net, hazy, target, noise, t
-        )
-        expected = torch.mean((net(t, torch.cat([hazy, hazy], 1)) - (target - hazy)) ** 2)
-    torch.testing.assert_close(loss, expected)
+    loss, field, (hazy, target, _) = _objective(1.0, 0.0, t)
+    [(seen_t, seen_x)] = field.calls
+    assert torch.equal(seen_t, t)
+    torch.testing.assert_close(seen_x, torch.cat([hazy, hazy], dim=1))
+    torch.testing.assert_close(loss, torch.mean((0.5 * hazy - (target - hazy)) ** 2))
 
 
 def test_indi_objective_starts_from_noisy_input() -> None:
-    torch.manual_seed(0)
-    net = build_velocity_net(TINY_NETWORK, 16).eval()
-    hazy, target, noise = torch.randn(3, 2, 1, 16, 16)
+    """x_t = (1 - t)(hazy + 0.3 noise) + t target, next to hazy; u_t = target - start."""
     t = torch.tensor([0.25, 0.5])
+    loss, field, (hazy, target, noise) = _objective(1.0, 0.3, t)
     start = hazy + 0.3 * noise
     x_t = (1 - t)[:, None, None, None] * start + t[:, None, None, None] * target
-    with torch.no_grad():
-        loss = GuidedFlowMatching(start_input=1.0, start_noise=0.3).loss(
-            net, hazy, target, noise, t
-        )
-        expected = torch.mean((net(t, torch.cat([x_t, hazy], 1)) - (target - start)) ** 2)
-    torch.testing.assert_close(loss, expected)
+    [(seen_t, seen_x)] = field.calls
+    assert torch.equal(seen_t, t)
+    torch.testing.assert_close(seen_x, torch.cat([x_t, hazy], dim=1))
+    torch.testing.assert_close(loss, torch.mean((0.5 * x_t - (target - start)) ** 2))
 
 
 def test_unet_is_a_point_predictor(unet_run: TrainResult, sim_dir: Path) -> None:
@@ -82,6 +90,11 @@ def test_unet_is_a_point_predictor(unet_run: TrainResult, sim_dir: Path) -> None
     result = predict_planes(model, sampler, hazy[None])
     assert np.count_nonzero(result.std) == 0
     assert np.isfinite(result.mmse).all() and not np.allclose(result.mmse, result.mmse.mean())
+    # the trained residual reaches the output: the estimate is not the (normalised) start
+    start = torch.from_numpy(model.normalization.normalize_input(hazy))[None, None]
+    with torch.no_grad():
+        estimate = sampler(start)[:, 0:1]
+    assert (estimate - start).abs().mean() > 1e-3
 
 
 def test_indi_one_and_many_steps(indi_run: TrainResult, sim_dir: Path) -> None:

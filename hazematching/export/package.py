@@ -56,23 +56,32 @@ class ExportResult:
 
 
 def _test_image(recipe: ExportRecipe, checkpoint: Checkpoint) -> tuple[np.ndarray, Path]:
-    """The recipe's hazy test image, or the first validation image recorded in the checkpoint."""
-    candidates = (
-        [recipe.test_image]
-        if recipe.test_image is not None
-        else [Path(p) for p in checkpoint.data.get("val_paths", [])]
-    )
-    for path in candidates:
-        if recipe.test_image is None and not path.is_file():
-            continue
-        planes = read_planes(path, channels=None)
-        channel = INPUT_CHANNEL if planes.shape[1] == 2 else 0
-        if planes.shape[1] > 2:
-            raise HazeMatchingError(f"test image has {planes.shape[1]} channels", path)
-        return planes[0, channel], path
-    raise HazeMatchingError(
-        "no test image: pass --test-image (the validation images of the checkpoint are gone)"
-    )
+    """The recipe's hazy test image, or the validation image of the checkpoint with most structure.
+
+    Among the validation images still on disk, the one whose input varies most (largest standard
+    deviation; the first on ties) is taken: a nearly empty field would give a test output that
+    shows nothing and that BioImage.IO cannot check.
+    """
+    if recipe.test_image is not None:
+        return _hazy_plane(recipe.test_image), recipe.test_image
+    found = [
+        (_hazy_plane(path), path)
+        for path in (Path(p) for p in checkpoint.data.get("val_paths", []))
+        if path.is_file()
+    ]
+    if not found:
+        raise HazeMatchingError(
+            "no test image: pass --test-image (the validation images of the checkpoint are gone)"
+        )
+    return max(found, key=lambda item: float(item[0].std()))
+
+
+def _hazy_plane(path: Path) -> np.ndarray:
+    """The first plane of the widefield channel of a paired or single-channel TIFF."""
+    planes = read_planes(path, channels=None)
+    if planes.shape[1] > 2:
+        raise HazeMatchingError(f"test image has {planes.shape[1]} channels", path)
+    return planes[0, INPUT_CHANNEL if planes.shape[1] == 2 else 0]
 
 
 def centre_crop(image: np.ndarray, size: int, multiple: int, source: Path) -> np.ndarray:
