@@ -45,6 +45,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
 	$(BIN)/python benchmarks/tiling.py --out benchmarks/results/tiling.json
+	$(BIN)/python benchmarks/cli_startup.py --out benchmarks/results/cli_startup.json
 
 clean:
 	rm -rf $(VENV) out

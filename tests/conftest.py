@@ -9,7 +9,19 @@ import pytest
 from hazematching.config import SimulationConfig
 from hazematching.data.simulate import simulate
 from hazematching.training.loop import TrainResult, train
-from tests.helpers import tiny_train_config
+from tests.helpers import EXAMPLES, run, tiny_train_config
+
+
+@pytest.fixture(scope="session")
+def main_command(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's main command, run once: the bundled model on the first example image.
+
+    Returns the output folder (`widefield_1.tif`, `.png`, `predict.json`).
+    """
+    out = tmp_path_factory.mktemp("main") / "out"
+    done = run("predict", EXAMPLES / "widefield_1.tif", "--out", out, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from hazematching.config import NetworkConfig, TrainConfig
 from hazematching.inference.sampler import VelocityNet
 from hazematching.training.network import build_velocity_net
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXE = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")
 TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), attention_downsample=())
 

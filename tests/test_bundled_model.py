@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,8 @@ from hazematching.inference.loader import load_trained_model
 from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
-from tests.helpers import run
+from tests.helpers import EXAMPLES
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 SIZE_BUDGET = 25e6
 
 
@@ -39,10 +38,8 @@ def test_bundled_package_passes_every_check_but_the_uploaders_maintainer(bundled
     assert size <= SIZE_BUDGET
 
 
-def test_main_command_dehazes_an_example(bundled: Path, tmp_path: Path) -> None:
-    done = run("predict", EXAMPLES / "widefield_1.tif", "--out", tmp_path, "--no-progress")
-    assert done.returncode == 0, done.stderr
-    with tifffile.TiffFile(tmp_path / "widefield_1.tif") as tif:
+def test_main_command_dehazes_an_example(bundled: Path, main_command: Path) -> None:
+    with tifffile.TiffFile(main_command / "widefield_1.tif") as tif:
         assert tif.series[0].axes == "CYX"
         assert tif.imagej_metadata["Labels"] == ["mmse", "std"]
         mmse, std = tif.series[0].asarray()
@@ -52,7 +49,9 @@ def test_main_command_dehazes_an_example(bundled: Path, tmp_path: Path) -> None:
     # a held-out example: the dehazed image is much closer to the confocal target than the input
     gain = range_invariant_psnr(confocal, mmse) - range_invariant_psnr(confocal, hazy)
     assert gain > 2.0
-    assert (tmp_path / "widefield_1.png").stat().st_size > 0
+    assert (main_command / "widefield_1.png").stat().st_size > 0
+    used = json.loads((main_command / "predict.json").read_text())["model"]
+    assert Path(used) == bundled
 
 
 def test_kept_checkpoint_reproduces_the_package(bundled: Path) -> None:
