@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from typer.testing import CliRunner, Result
 
 from hazematching.config import NetworkConfig, TrainConfig
 from hazematching.inference.sampler import VelocityNet
@@ -32,6 +33,17 @@ TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), atten
 def run(*args: object) -> subprocess.CompletedProcess[str]:
     """The `hazematching` command with these arguments; output captured as text."""
     return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def invoke(*args: object) -> Result:
+    """The `hazematching` command run in this process by typer's test runner.
+
+    The same parsing, library calls and one-line error reporting as `run`, without starting a
+    new interpreter (and importing torch) per call; `run` is for end-to-end runs.
+    """
+    from hazematching.cli import app
+
+    return CliRunner().invoke(app, list(map(str, args)))
 
 
 def tiny_train_config(**overrides: object) -> TrainConfig:

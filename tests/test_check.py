@@ -141,7 +141,7 @@ def test_not_a_package(tmp_path: Path) -> None:
         check_package(tmp_path / "broken.zip")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "rdf.yaml").write_text("{unclosed")
-    with pytest.raises(HazeMatchingError, match="cannot read the package"):
+    with pytest.raises(HazeMatchingError, match="cannot open model package"):
         check_package(tmp_path / "folder")
     done = run("check", tmp_path / "missing.zip")
     assert done.returncode == 1 and done.stderr.count("error:") == 1

@@ -10,7 +10,7 @@ import tifffile
 
 from hazematching.training.checkpoint import load_checkpoint
 from hazematching.training.loop import TrainResult
-from tests.helpers import run
+from tests.helpers import invoke, run
 
 
 def test_end_to_end_simulate_train_predict(tmp_path: Path) -> None:
@@ -153,10 +153,11 @@ def test_output_path_that_is_a_file_or_folder_is_refused(
         "model": trained.best,
         "tif": tmp_path / "x.tif",
     }
-    done = run(*(a.format(**values) for a in args))
-    assert done.returncode == 1
+    done = invoke(*(a.format(**values) for a in args))
+    assert done.exit_code == 1
+    assert isinstance(done.exception, SystemExit), done.exception  # no uncaught error
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert last.startswith("error: "), done.stderr
     assert any(
         what in last
         for what in (
@@ -174,8 +175,8 @@ def test_images_with_two_plane_axes_are_refused(trained: TrainResult, tmp_path: 
     five = tmp_path / "tzcyx.tif"
     data = np.ones((2, 3, 1, 16, 16), np.float32)
     tifffile.imwrite(five, data, imagej=True, metadata={"axes": "TZCYX"})
-    done = run("predict", trained.best, five, "--out", tmp_path / "o", "--no-progress")
-    assert done.returncode == 1
+    done = invoke("predict", trained.best, five, "--out", tmp_path / "o", "--no-progress")
+    assert done.exit_code == 1
     assert done.stderr.strip().splitlines() == [
         f"error: {five}: has axes TZYX with shape (2, 3, 16, 16): expected a 2D image or one "
         "stack of 2D planes, found 2 axes of planes (T=2, Z=3); save one stack (e.g. one time "
@@ -183,6 +184,6 @@ def test_images_with_two_plane_axes_are_refused(trained: TrainResult, tmp_path: 
     ]
     three = tmp_path / "cyx.tif"
     tifffile.imwrite(three, np.ones((3, 16, 16), np.float32), imagej=True, metadata={"axes": "CYX"})
-    done = run("predict", trained.best, three, "--out", tmp_path / "o", "--no-progress")
-    assert done.returncode == 1 and "expected 1 channel, found 3 channel(s)" in done.stderr
+    done = invoke("predict", trained.best, three, "--out", tmp_path / "o", "--no-progress")
+    assert done.exit_code == 1 and "expected 1 channel, found 3 channel(s)" in done.stderr
     assert not (tmp_path / "o").exists()

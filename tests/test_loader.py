@@ -17,7 +17,7 @@ from hazematching.training.richardson_lucy import (
     RichardsonLucyModel,
     save_richardson_lucy,
 )
-from tests.helpers import run
+from tests.helpers import invoke
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ def test_commands_give_the_loaders_refusal(
 
     tifffile.imwrite(tmp_path / "x.tif", np.ones((16, 16), np.float32))
     values = {"rl": rl_folder, "pkg": bundled_model(), "tif": tmp_path / "x.tif", "tmp": tmp_path}
-    done = run(*(a.format(**values) for a in args))
-    assert done.returncode == 1
+    done = invoke(*(a.format(**values) for a in args))
+    assert done.exit_code == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {args[1].format(**values)}: {' '.join(REFUSALS[refusal].split())}"]
     assert done.stderr.strip().splitlines()[-1] == errors[0]
