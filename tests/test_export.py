@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from hazematching.config import SamplingConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.export.package import ExportResult, export_package
 from hazematching.export.recipe import ExportRecipe, default_recipe, load_recipe
+from hazematching.inference import sampler as sampler_module
 from hazematching.inference.loader import load_trained_model
 from hazematching.inference.package import run_package
 from hazematching.inference.predict import predict, predict_planes
@@ -88,6 +90,20 @@ def test_description_contents(unpacked: Path) -> None:
     test_input = np.load(unpacked / hazy["test_tensor"]["source"])
     sample_input = tifffile.imread(unpacked / hazy["sample_tensor"]["source"])
     assert np.array_equal(test_input[0], sample_input.reshape(test_input[0].shape))
+
+
+def test_architecture_file_is_the_sampler_and_its_environment_pins_torchcfm(
+    unpacked: Path,
+) -> None:
+    """The state-dict weights rebuild torchcfm's U-Net: the zoo's environment needs that one."""
+    rdf = yaml.safe_load((unpacked / "rdf.yaml").read_text())
+    state = rdf["weights"]["pytorch_state_dict"]
+    shipped = unpacked / state["architecture"]["source"]
+    assert shipped.read_bytes() == Path(sampler_module.__file__).read_bytes()
+    assert "def run_with_progress" not in shipped.read_text()  # host-side helpers stay home
+    environment = yaml.safe_load((unpacked / state["dependencies"]["source"]).read_text())
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert pip == [f"torchcfm=={importlib.metadata.version('torchcfm')}"]
 
 
 def test_plain_torchscript_runs_other_size_and_batch(unpacked: Path) -> None:
