@@ -47,23 +47,38 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def output_folder(path: Path) -> Path:
-    """Create the output folder `path` (and its parents) or say in one line why it cannot be.
+def _require_writable(folder: Path) -> None:
+    """A one-line error unless we may create files in `folder`."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise HazeMatchingError("the output folder is not writable", folder)
 
-    An existing file in its place, a parent that is a file, or a folder we may not write to
-    are refused before any work is done, so no command fails after minutes of computing.
+
+def check_output_folder(path: Path) -> Path:
+    """Say in one line why the output folder `path` could not be made, without making it.
+
+    An existing file in its place, a file among its parents, or a folder we may not write to
+    are refused before any work is done, so no command fails after minutes of computing, and
+    a command that fails on its inputs leaves no empty folder behind.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise HazeMatchingError("the output path is an existing file, not a folder", path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise HazeMatchingError(f"cannot create the output folder ({existing} is a file)", path)
+    _require_writable(existing)
+    return path
+
+
+def output_folder(path: Path) -> Path:
+    """Create the output folder `path` (and its parents) once `check_output_folder` allows it."""
+    path = check_output_folder(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise HazeMatchingError(
             f"cannot create the output folder ({error.strerror or error})", path
         ) from error
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise HazeMatchingError("the output folder is not writable", path)
     return path
 
 
@@ -75,6 +90,5 @@ def output_file(path: Path) -> Path:
     parent = path.parent
     if not parent.is_dir():
         raise HazeMatchingError("output folder does not exist", parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise HazeMatchingError("the output folder is not writable", parent)
+    _require_writable(parent)
     return path

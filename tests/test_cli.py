@@ -123,6 +123,8 @@ def test_bad_input_one_line_error(tmp_path: Path, args: tuple[str, ...], message
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert message in lines[0]
     assert not (tmp_path / "o").exists() and not (tmp_path / "run" / "last.pt").exists()
+    # refused inputs leave no empty output folder behind either
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sim").exists()
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import SimulationConfig
 from ..errors import HazeMatchingError
-from ..fileio import output_folder, write_json
+from ..fileio import check_output_folder, output_folder, write_json
 from .phantom import random_volume
 from .psf import confocal_psf, widefield_psf
 from .render import axial_offsets, render_focal_plane
@@ -112,11 +112,12 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
     Returns the path of `simulation.json`, which records every parameter, the version,
     and the file, split and seed of every pair.
     """
-    out_dir = output_folder(out_dir)
+    out_dir = check_output_folder(out_dir)
     existing = list(out_dir.glob("*/pair_*.tif"))
     if existing:
         raise HazeMatchingError("already holds simulated pairs; choose a new folder", out_dir)
     splits = assign_splits(config)
+    output_folder(out_dir)
     for name in set(splits):
         (out_dir / name).mkdir(parents=True, exist_ok=True)
     records = []

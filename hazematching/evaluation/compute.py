@@ -31,7 +31,7 @@ from .. import __version__
 from ..config import SamplingConfig
 from ..data.dataset import load_pairs, require_min_size, split_folder
 from ..errors import HazeMatchingError
-from ..fileio import output_folder, write_json, write_text
+from ..fileio import check_output_folder, write_json, write_text
 from ..metrics.distortion import range_invariant_psnr
 from ..metrics.perceptual import InceptionFeatures, Lpips, frechet_distance
 from ..metrics.resolution import fourier_ring_correlation
@@ -189,7 +189,7 @@ def evaluate(
         raise HazeMatchingError("LPIPS needs both --alexnet-weights and --lpips-weights")
     lpips = Lpips(weights.alexnet, weights.lpips) if weights.alexnet and weights.lpips else None
     inception = InceptionFeatures(weights.inception) if weights.inception else None
-    out_dir = output_folder(out_dir)
+    out_dir = check_output_folder(out_dir)
     _check_report(out_dir, folder)
     name = name or restorer.name
     if not name.replace("-", "").replace("_", "").isalnum():

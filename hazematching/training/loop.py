@@ -23,7 +23,7 @@ from ..config import TrainConfig
 from ..data.dataset import PairedImages, PatchSampler, load_training_data
 from ..data.normalization import Normalization
 from ..errors import HazeMatchingError
-from ..fileio import output_folder, write_json
+from ..fileio import check_output_folder, output_folder, write_json
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
 from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
 from .flow import GuidedFlowMatching, draw_times
@@ -112,7 +112,7 @@ def train(
     With `resume`, training continues from run_dir/last.pt with its stored configuration (only
     `steps` and `device` are taken from `config`), optimizer and EMA state.
     """
-    run_dir = output_folder(run_dir)
+    run_dir = check_output_folder(run_dir)
     previous: Checkpoint | None = None
     if resume:
         previous = load_checkpoint(run_dir / LAST)
@@ -160,6 +160,7 @@ def _train(
         PatchSampler(val_pairs, normalization, config.patch_size), config, device
     )
     if group.is_main:
+        output_folder(run_dir)
         write_json(run_dir / "config.json", config.model_dump(mode="json"))
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank

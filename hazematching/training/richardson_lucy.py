@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import load_pairs, split_folder
 from ..data.tiff import read_single
 from ..errors import HazeMatchingError
-from ..fileio import atomic_path, output_folder, write_json
+from ..fileio import atomic_path, check_output_folder, output_folder, write_json
 from ..metrics.distortion import range_invariant_psnr
 
 FORMAT = "hazematching-richardson-lucy"
@@ -173,7 +173,7 @@ def fit_richardson_lucy(
     if max_iterations < 1:
         raise HazeMatchingError("max_iterations must be at least 1")
     psf = read_psf(psf_path)
-    out_dir = output_folder(out_dir)
+    out_dir = check_output_folder(out_dir)
     folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
     scores = np.zeros(max_iterations)
@@ -187,6 +187,7 @@ def fit_richardson_lucy(
     scores /= len(images)
     best = int(np.argmax(scores)) + 1
     model = RichardsonLucyModel(psf, best, str(psf_path), [float(s) for s in scores])
+    output_folder(out_dir)
     save_richardson_lucy(out_dir / MODEL_FILE, model)
     write_json(
         out_dir / "richardson_lucy.json",

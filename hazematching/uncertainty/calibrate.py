@@ -20,7 +20,7 @@ from ..config import SamplingConfig
 from ..data.dataset import load_pairs, split_folder
 from ..data.normalization import EPS
 from ..errors import HazeMatchingError
-from ..fileio import output_folder, write_json
+from ..fileio import check_output_folder, output_folder, write_json
 from ..inference.loader import open_model, trained_model_from
 from ..inference.predict import predict_planes
 from ..inference.sampling import build_sampler
@@ -59,7 +59,9 @@ def calibrate(
     sampling = sampling or SamplingConfig()
     if sampling.samples < 2:
         raise HazeMatchingError("calibration needs at least 2 samples per image for a std")
-    report = output_folder(Path(out_dir) if out_dir is not None else path.parent / "calibration")
+    report = check_output_folder(
+        Path(out_dir) if out_dir is not None else path.parent / "calibration"
+    )
     checkpoint = load_checkpoint(path)
     folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
@@ -91,6 +93,7 @@ def calibrate(
         update={"samples": sampling.samples, "steps": sampling.steps}
     )
 
+    output_folder(report)
     calibration_plot(report / "calibration.png", before, after)
     calibration_error_plot(report / "calibration_error.png", before, after)
     write_json(
