@@ -76,6 +76,9 @@ def _default(model: type[BaseModel], name: str) -> str:
     return f"[default: {model.model_fields[name].default}]"
 
 
+_STEPS_DEFAULT = "[default: the model's training time grid: 20 for hazematching, 1-4 for reflow]"
+
+
 def _build(model: type[C], base: dict[str, Any], **options: Any) -> C:
     """Validate `base` updated with every option the user actually gave (not None)."""
     return model.model_validate({**base, **{k: v for k, v in options.items() if v is not None}})
@@ -155,14 +158,26 @@ def train(
     lr: float = typer.Option(None, help=f"learning rate {_default(TrainConfig, 'learning_rate')}"),
     method: str = typer.Option(
         None,
-        help="hazematching (the guided flow), or the baselines indi and unet (MSE point "
-        f"predictor) {_default(TrainConfig, 'method')}",
+        help="hazematching (the guided flow), reflow (a few-step student of a hazematching "
+        "--teacher), or the baselines indi and unet (MSE point predictor) "
+        f"{_default(TrainConfig, 'method')}",
+    ),
+    teacher: Path = typer.Option(
+        None, help="reflow: the HazeMatching checkpoint or run folder to distil"
+    ),
+    teacher_steps: int = typer.Option(
+        None, help=f"reflow: teacher's Euler steps {_default(TrainConfig, 'teacher_steps')}"
+    ),
+    reflow_pairs: int = typer.Option(
+        None, help=f"reflow: teacher samples to train on {_default(TrainConfig, 'reflow_pairs')}"
     ),
     indi_noise: float = typer.Option(
         None, help=f"InDI start noise (z-scores) {_default(TrainConfig, 'indi_noise')}"
     ),
     time_grid: int = typer.Option(
-        None, help=f"size T of the training time grid {_default(TrainConfig, 'time_grid')}"
+        None,
+        help="size T of the training time grid, the Euler steps the model is sampled with "
+        f"{_default(TrainConfig, 'time_grid')}",
     ),
     width: int = typer.Option(
         None, help=f"network base channels {_default(NetworkConfig, 'model_channels')}"
@@ -210,6 +225,9 @@ def train(
         learning_rate=lr,
         method=method,
         indi_noise=indi_noise,
+        teacher=None if teacher is None else str(teacher),
+        teacher_steps=teacher_steps,
+        reflow_pairs=reflow_pairs,
         time_grid=time_grid,
         ema_decay=ema_decay,
         val_every=val_every,
@@ -236,7 +254,7 @@ def predict(
     samples: int = typer.Option(
         None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
     ),
-    steps: int = typer.Option(None, help=f"Euler steps {_default(SamplingConfig, 'steps')}"),
+    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
     seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
     batch_size: int = typer.Option(
         None, help=f"samples per network pass {_default(SamplingConfig, 'batch_size')}"
@@ -288,7 +306,7 @@ def calibrate(
     samples: int = typer.Option(
         None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
     ),
-    steps: int = typer.Option(None, help=f"Euler steps {_default(SamplingConfig, 'steps')}"),
+    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
     seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
     bins: int = typer.Option(20, help="bins of predicted std (equal pixel counts)"),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
@@ -323,7 +341,7 @@ def evaluate(
     samples: int = typer.Option(
         None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
     ),
-    steps: int = typer.Option(None, help=f"Euler steps {_default(SamplingConfig, 'steps')}"),
+    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
     seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
     alexnet_weights: Path = typer.Option(None, help="torchvision AlexNet weights (LPIPS)"),
     lpips_weights: Path = typer.Option(None, help="LPIPS v0.1 AlexNet linear layers (LPIPS)"),
@@ -409,7 +427,7 @@ def export(
     steps: int = typer.Option(
         None,
         help="Euler steps baked into the package [default: the recipe's, else "
-        f"{SamplingConfig.model_fields['steps'].default}]",
+        "the model's training time grid]",
     ),
     seed: int = typer.Option(
         None,

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Method = Literal["hazematching", "indi", "unet"]
-METHODS: tuple[str, ...] = ("hazematching", "indi", "unet")
+Method = Literal["hazematching", "reflow", "indi", "unet"]
+METHODS: tuple[str, ...] = ("hazematching", "reflow", "indi", "unet")
 
 
 class StrictModel(BaseModel):
@@ -101,6 +101,10 @@ class TrainConfig(StrictModel):
     `method` picks what is learned with the same network and the same loss (the velocity from a
     start x_0 to the target, regressed along the straight path between them):
     - "hazematching": x_0 is Gaussian noise, the hazy image guides (the paper's method);
+    - "reflow": a few-step HazeMatching student distilled from a HazeMatching `teacher`
+      checkpoint: it regresses the straight path from each noise to the teacher's
+      `teacher_steps`-step sample from it, at the `time_grid` times it is sampled at (see
+      `training/reflow.py`); architecture and normalisation come from the teacher;
     - "indi": x_0 is the hazy image plus `indi_noise` x Gaussian noise (InDI, Delbracio and
       Milanfar 2023); sampled with 1 step it is a point predictor, with more steps iterative;
     - "unet": x_0 is the hazy image and only t = 0 is trained: a U-Net regressing the residual
@@ -116,7 +120,19 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     time_grid: int = Field(
-        20, ge=2, description="t is drawn from {0, 1/T, ..., (T-1)/T}: the Euler points of T steps"
+        20,
+        ge=1,
+        description="t is drawn from {0, 1/T, ..., (T-1)/T}: the Euler points of T steps; the "
+        "sampler's default number of steps",
+    )
+    teacher: str | None = Field(
+        None, description="reflow only: the HazeMatching checkpoint whose samples are distilled"
+    )
+    teacher_steps: int = Field(
+        20, ge=1, description="reflow only: Euler steps of the teacher's samples"
+    )
+    reflow_pairs: int = Field(
+        2048, ge=1, description="reflow only: teacher samples (patches) drawn to train on"
     )
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     val_every: int = Field(100, ge=1, description="steps between validations and checkpoints")
@@ -131,17 +147,25 @@ class TrainConfig(StrictModel):
     @property
     def start_input(self) -> float:
         """Weight of the hazy image in the start state x_0."""
-        return 0.0 if self.method == "hazematching" else 1.0
+        return 0.0 if self.method in ("hazematching", "reflow") else 1.0
 
     @property
     def start_noise(self) -> float:
         """Standard deviation of the Gaussian noise in the start state x_0."""
-        return {"hazematching": 1.0, "indi": self.indi_noise, "unet": 0.0}[self.method]
+        return {"hazematching": 1.0, "reflow": 1.0, "indi": self.indi_noise, "unet": 0.0}[
+            self.method
+        ]
 
     @property
     def times(self) -> int:
         """Size of the grid training times are drawn from (only t = 0 for the U-Net)."""
         return 1 if self.method == "unet" else self.time_grid
+
+    @model_validator(mode="after")
+    def _reflow_has_teacher(self) -> TrainConfig:
+        if (self.method == "reflow") != (self.teacher is not None):
+            raise ValueError("a teacher checkpoint is needed by, and only by, method 'reflow'")
+        return self
 
     @model_validator(mode="after")
     def _patch_fits_network(self) -> TrainConfig:
@@ -158,7 +182,13 @@ class SamplingConfig(StrictModel):
     """How posterior samples are drawn at prediction time."""
 
     samples: int = Field(8, ge=1, le=1024, description="posterior samples per image (K)")
-    steps: int = Field(20, ge=1, le=1000, description="Euler steps from noise to image (T)")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Euler steps from noise to image (T); None: the model's own, its training "
+        "time grid (20 for HazeMatching, 1 or 2 for a reflow student)",
+    )
     seed: int = Field(0, ge=0, lt=2**31)
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")
     keep_samples: bool = Field(False, description="also write every sample, not only mean/std")

@@ -66,6 +66,10 @@ def _method_text(checkpoint: Checkpoint) -> str:
     return {
         "hazematching": "The network defines a guided conditional flow from Gaussian noise to a "
         "confocal-like image (HazeMatching).",
+        "reflow": "The network defines a guided conditional flow from Gaussian noise to a "
+        "confocal-like image (HazeMatching), distilled by reflow from a "
+        f"{config.teacher_steps}-step HazeMatching teacher so that {config.time_grid} step(s) "
+        "reach the teacher's posterior sample from the same noise.",
         "indi": "The network defines an InDI flow from the widefield image (plus Gaussian noise "
         f"of std {config.indi_noise} in normalised units) to a confocal-like image.",
         "unet": "The network is a U-Net trained with the mean squared error to predict the "

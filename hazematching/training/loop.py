@@ -28,6 +28,7 @@ from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_pr
 from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
 from .flow import GuidedFlowMatching, draw_times
 from .network import build_velocity_net
+from .reflow import PAIR_STREAMS, TeacherPairs, cached_pairs, draw_pairs
 
 _TRAIN_STREAM = 0
 _VAL_STREAM = 1
@@ -55,19 +56,32 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 
 class _Validator:
-    """A fixed set of validation patches, times and noise: losses are comparable across steps."""
+    """Fixed validation patches, noise and times: losses are comparable across steps."""
 
-    def __init__(self, sampler: PatchSampler, config: TrainConfig, device: torch.device):
-        rng = np.random.default_rng([config.seed, _VAL_STREAM])
-        hazy, target = sampler.sample(rng, config.val_patches)
-        generator = torch.Generator().manual_seed(config.seed)
-        self.hazy = torch.from_numpy(hazy)
-        self.target = torch.from_numpy(target)
-        self.noise = torch.randn(self.target.shape, generator=generator)
-        index = torch.arange(config.val_patches) % config.times
+    def __init__(
+        self,
+        hazy: torch.Tensor,
+        target: torch.Tensor,
+        noise: torch.Tensor,
+        config: TrainConfig,
+        device: torch.device,
+    ):
+        self.hazy, self.target, self.noise = hazy, target, noise
+        index = torch.arange(len(hazy)) % config.times
         self.t = index.to(torch.float32) / config.times
         self.batch = config.batch_size
         self.device = device
+
+    @classmethod
+    def from_patches(
+        cls, sampler: PatchSampler, config: TrainConfig, device: torch.device
+    ) -> _Validator:
+        """`val_patches` random patches of the validation images with fresh noise."""
+        rng = np.random.default_rng([config.seed, _VAL_STREAM])
+        hazy, target = sampler.sample(rng, config.val_patches)
+        generator = torch.Generator().manual_seed(config.seed)
+        noise = torch.randn(target.shape, generator=generator)
+        return cls(torch.from_numpy(hazy), torch.from_numpy(target), noise, config, device)
 
     def loss(self, net: nn.Module, objective: GuidedFlowMatching) -> float:
         """Mean loss over all validation patches, in batches."""
@@ -130,14 +144,68 @@ def train(
     elif (run_dir / LAST).exists():
         raise HazeMatchingError("holds a previous run; use --resume or a new folder", run_dir)
 
+    teacher = None
+    if config.method == "reflow":
+        teacher = load_teacher(Path(str(config.teacher)))
+        config = config.model_copy(
+            update={"network": teacher.config.network, "patch_size": teacher.config.patch_size}
+        )
     device = resolve_device(config.device)
     group = start_process_group(device)
     if group.world > 1 and device.type == "cuda":
         device = torch.device("cuda", group.local_rank)
     try:
-        return _train(data_dir, run_dir, config, previous, device, group, progress)
+        if teacher is not None and group.world > 1:
+            raise HazeMatchingError("reflow trains in one process; run it without torchrun")
+        return _train(data_dir, run_dir, config, previous, teacher, device, group, progress)
     finally:
         stop_process_group(group)
+
+
+def load_teacher(path: Path) -> Checkpoint:
+    """The HazeMatching checkpoint a reflow student learns from; refuses any other method."""
+    teacher = load_checkpoint(path)
+    if teacher.config.method != "hazematching":
+        raise HazeMatchingError(
+            f"a reflow teacher must be a HazeMatching model, not '{teacher.config.method}'", path
+        )
+    return teacher
+
+
+def _teacher_pairs(
+    run_dir: Path,
+    config: TrainConfig,
+    teacher: Checkpoint,
+    samplers: dict[str, PatchSampler],
+    device: torch.device,
+    progress: bool,
+) -> dict[str, TeacherPairs]:
+    """The student's training and validation pairs, drawn once and cached in the run folder."""
+    net = build_velocity_net(teacher.config.network, teacher.config.patch_size)
+    net.load_state_dict(teacher.ema)
+    net = net.to(device).eval()
+    counts = {"train": config.reflow_pairs, "val": config.val_patches}
+    key = {
+        "teacher": str(Path(str(config.teacher)).resolve()),
+        "teacher_step": teacher.step,
+        "teacher_steps": config.teacher_steps,
+        "counts": counts,
+        "seed": config.seed,
+    }
+
+    def drawer(name: str):
+        return lambda: draw_pairs(
+            net,
+            samplers[name],
+            counts[name],
+            config.teacher_steps,
+            config.seed,
+            PAIR_STREAMS[name],
+            device,
+            progress,
+        )
+
+    return cached_pairs(run_dir, key, {name: drawer(name) for name in counts})
 
 
 def _train(
@@ -145,26 +213,42 @@ def _train(
     run_dir: Path,
     config: TrainConfig,
     previous: Checkpoint | None,
+    teacher: Checkpoint | None,
     device: torch.device,
     group: ProcessGroup,
     progress: bool,
 ) -> TrainResult:
     train_pairs, val_pairs = load_training_data(data_dir, config.val_fraction, config.seed)
-    normalization = (
-        previous.normalization
-        if previous is not None
-        else Normalization.from_images(train_pairs.inputs, train_pairs.targets)
-    )
+    if previous is not None:
+        normalization = previous.normalization
+    elif teacher is not None:
+        normalization = teacher.normalization
+    else:
+        normalization = Normalization.from_images(train_pairs.inputs, train_pairs.targets)
     train_sampler = PatchSampler(train_pairs, normalization, config.patch_size)
-    validator = _Validator(
-        PatchSampler(val_pairs, normalization, config.patch_size), config, device
-    )
+    val_sampler = PatchSampler(val_pairs, normalization, config.patch_size)
     if group.is_main:
         output_folder(run_dir)
         write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    reflow: TeacherPairs | None = None
+    if teacher is None:
+        validator = _Validator.from_patches(val_sampler, config, device)
+    else:
+        pairs = _teacher_pairs(
+            run_dir,
+            config,
+            teacher,
+            {"train": train_sampler, "val": val_sampler},
+            device,
+            progress,
+        )
+        reflow, val = pairs["train"], pairs["val"]
+        validator = _Validator(val.hazy, val.sample, val.noise, config, device)
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     net = build_velocity_net(config.network, config.patch_size).to(device)
+    if teacher is not None:
+        net.load_state_dict(teacher.ema)
     ema = copy.deepcopy(net).eval()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     start, best_val, history = 0, math.inf, []
@@ -202,10 +286,13 @@ def _train(
     for step in range(start, config.steps):
         rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step, group.rank])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        hazy, target = (
-            torch.from_numpy(a).to(device) for a in train_sampler.sample(rng, config.batch_size)
-        )
-        noise = torch.randn(target.shape, generator=generator).to(device)
+        if reflow is None:
+            hazy, target = (
+                torch.from_numpy(a).to(device) for a in train_sampler.sample(rng, config.batch_size)
+            )
+            noise = torch.randn(target.shape, generator=generator).to(device)
+        else:
+            hazy, noise, target = (a.to(device) for a in reflow.batch(rng, config.batch_size))
         t = draw_times(generator, config.batch_size, config.times).to(device)
         loss = objective.loss(model, hazy, target, noise, t)
         optimizer.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
 from ..inference.loader import open_model, trained_model_from
 from ..inference.predict import predict_planes
-from ..inference.sampling import build_sampler
+from ..inference.sampling import build_sampler, method_sampling
 from ..runtime import resolve_device
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from .calibration import Calibration, calibrate_arrays
@@ -63,6 +63,7 @@ def calibrate(
         Path(out_dir) if out_dir is not None else path.parent / "calibration"
     )
     checkpoint = load_checkpoint(path)
+    sampling = method_sampling(checkpoint.config, sampling)
     folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
     model = trained_model_from(checkpoint, path)

@@ -1,0 +1,117 @@
+"""Reflow distillation: teacher integration, pair augmentation, the training method and its cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hazematching.config import SamplingConfig, TrainConfig
+from hazematching.errors import HazeMatchingError
+from hazematching.inference.sampling import method_sampling
+from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.training.loop import TrainResult, train
+from hazematching.training.reflow import PAIRS_FILE, TeacherPairs, integrate_teacher
+from tests.helpers import LinearField, TimeGuideField, invoke, tiny_train_config
+
+
+@pytest.mark.parametrize("steps", [1, 3, 20])
+def test_teacher_integration_is_euler_with_a_closed_form(steps: int) -> None:
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    hazy = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    linear = integrate_teacher(LinearField(0.5), hazy, noise, steps)
+    torch.testing.assert_close(linear, noise * (1 + 0.5 / steps) ** steps)
+    timed = integrate_teacher(TimeGuideField(), hazy, noise, steps)
+    torch.testing.assert_close(timed, noise + hazy * (steps - 1) / steps)
+
+
+def test_pair_batches_transform_hazy_noise_and_sample_together() -> None:
+    generator = torch.Generator().manual_seed(0)
+    hazy = torch.randn(4, 1, 6, 6, generator=generator)
+    noise = torch.randn(4, 1, 6, 6, generator=generator)
+    pairs = TeacherPairs(hazy, noise, hazy + 2 * noise)
+    h, n, s = pairs.batch(np.random.default_rng(0), 64)
+    torch.testing.assert_close(s, h + 2 * n)
+    originals = {tuple(p.flatten().tolist()) for p in hazy}
+    assert sum(tuple(p.flatten().tolist()) not in originals for p in h) > 16  # some transformed
+
+
+@pytest.fixture(scope="module")
+def student(sim_dir: Path, trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step reflow student of the tiny teacher, 6 steps on 24 teacher pairs."""
+    run_dir = tmp_path_factory.mktemp("reflow") / "student"
+    config = tiny_train_config(
+        method="reflow",
+        teacher=str(trained.best),
+        teacher_steps=3,
+        reflow_pairs=24,
+        time_grid=2,
+        steps=6,
+        val_every=3,
+    )
+    train(sim_dir, run_dir, config, progress=False)
+    return run_dir
+
+
+def test_student_takes_the_teacher_architecture_normalisation_and_default_steps(
+    trained: TrainResult, student: Path
+) -> None:
+    teacher = load_checkpoint(trained.best)
+    learned = load_checkpoint(student / "last.pt")
+    assert learned.config.method == "reflow"
+    assert learned.config.network == teacher.config.network
+    assert learned.normalization == teacher.normalization
+    assert learned.step == 6
+    assert method_sampling(learned.config, SamplingConfig()).steps == 2
+    assert method_sampling(teacher.config, SamplingConfig()).steps == teacher.config.time_grid
+    # the student started from the teacher's weights and moved away from them
+    moved = [not torch.equal(learned.model[k], teacher.ema[k]) for k in teacher.ema]
+    assert any(moved)
+    raw = torch.load(student / PAIRS_FILE, weights_only=True)
+    assert raw["pairs"]["train"]["sample"].shape == (24, 1, 32, 32)
+    assert raw["pairs"]["val"]["sample"].shape == (4, 1, 32, 32)
+
+
+def test_resumed_student_reuses_its_pairs_and_refuses_a_foreign_cache(
+    sim_dir: Path, trained: TrainResult, student: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "student"
+    run_dir.mkdir()
+    for name in ("last.pt", "best.pt", PAIRS_FILE, "config.json"):
+        (run_dir / name).write_bytes((student / name).read_bytes())
+    cache = (run_dir / PAIRS_FILE).stat().st_mtime_ns
+    result = train(sim_dir, run_dir, TrainConfig(steps=8, device="cpu"), resume=True, progress=False)
+    assert result.step == 8
+    assert (run_dir / PAIRS_FILE).stat().st_mtime_ns == cache  # not drawn again
+
+    raw = torch.load(run_dir / PAIRS_FILE, weights_only=True)
+    raw["key"]["teacher_steps"] = 99
+    torch.save(raw, run_dir / PAIRS_FILE)
+    with pytest.raises(HazeMatchingError, match="reflow cache of another teacher"):
+        train(sim_dir, run_dir, TrainConfig(steps=10, device="cpu"), resume=True, progress=False)
+
+
+def test_reflow_needs_a_hazematching_teacher(
+    sim_dir: Path, trained: TrainResult, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="teacher checkpoint is needed"):
+        TrainConfig(method="reflow")
+    with pytest.raises(ValueError, match="teacher checkpoint is needed"):
+        TrainConfig(method="hazematching", teacher="x.pt")
+    unet = load_checkpoint(trained.best)
+    unet.config = unet.config.model_copy(update={"method": "unet"})
+    save_checkpoint(tmp_path / "unet.pt", unet)
+    done = invoke(
+        "train", sim_dir, "--out", tmp_path / "student", "--method", "reflow",
+        "--teacher", tmp_path / "unet.pt", "--steps", "2", "--no-progress",
+    )  # fmt: skip
+    assert done.exit_code == 1
+    assert "unet.pt: a reflow teacher must be a HazeMatching model, not 'unet'" in done.output
+    assert not (tmp_path / "student").exists()
+    done = invoke(
+        "train", sim_dir, "--out", tmp_path / "student", "--method", "reflow", "--steps", "2",
+    )  # fmt: skip
+    assert done.exit_code == 1
+    assert "teacher checkpoint is needed" in done.output
