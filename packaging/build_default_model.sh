@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the bundled default model, model_zoo/hazematching-simulated/, and examples/ from
-# scratch on CPU (about 1.5 h on 2 cores).
+# scratch on CPU (about 2.5 h on 2 cores).
 # Usage (from the repository root, after `make setup`):
 #   bash packaging/build_default_model.sh [WORK_DIR]        (default WORK_DIR: runs/default-model)
 #   MAINTAINER=your-github-user bash packaging/build_default_model.sh   (to upload to the zoo)
@@ -33,6 +33,19 @@ train() {
 wait
 [ -f "$WORK/hazematching/done" ] && [ -f "$WORK/unet/done" ]
 
+# 2b. the bundled model itself: a reflow student of the HazeMatching run, trained at t = 0 and
+#     1/2 on 1536 of its 20-step samples, so that 1 or 2 steps reach the teacher's sample
+if [ ! -f "$WORK/reflow/done" ]; then
+    $HM train "$WORK/data" --out "$WORK/reflow" --method reflow --teacher "$WORK/hazematching" \
+        --teacher-steps 20 --reflow-pairs 1536 --time-grid 2 --steps 1500 --batch-size 8 \
+        --lr 3e-4 --ema-decay 0.995 --val-every 250 --seed 0 --no-progress \
+        > "$WORK/train-reflow.log" 2>&1
+    touch "$WORK/reflow/done"
+fi
+# the package's sampling (samples x steps), chosen with benchmarks/few_step.py
+SAMPLES=$(sed -n 's/^samples = //p' "packaging/$NAME.toml")
+STEPS=$(sed -n 's/^steps = //p' "packaging/$NAME.toml")
+
 # 3. example inputs for the README and tests: another seed, never trained or evaluated on
 if [ ! -d examples ]; then
     [ -d "$WORK/examples" ] || $HM simulate "$WORK/examples" --pairs 3 --size 192 --seed 2026 \
@@ -40,39 +53,39 @@ if [ ! -d examples ]; then
     $PY packaging/make_examples.py "$WORK/examples" examples
 fi
 
-# 4. calibration of the std on the held-out val split (stored in the checkpoint)
-[ -d "$WORK/calibration" ] || $HM calibrate "$WORK/hazematching" "$WORK/heldout" --samples 8 \
-    --steps 20 --out "$WORK/calibration" --no-progress
+# 4. calibration of the std on the held-out val split at the package's sampling (stored in the
+#    checkpoint)
+[ -d "$WORK/calibration" ] || $HM calibrate "$WORK/reflow" "$WORK/heldout" --samples "$SAMPLES" \
+    --steps "$STEPS" --out "$WORK/calibration" --no-progress
 
-# 5. evaluation on the held-out test split: the model as packaged (8 samples x 20 steps) and
-#    the U-Net baseline
-if [ ! -f "$WORK/report/summary.md" ]; then
-    $HM evaluate "$WORK/hazematching" "$WORK/heldout" --out "$WORK/report" --samples 8 \
-        --steps 20 --figures 3 --no-progress
-    $HM evaluate "$WORK/unet" "$WORK/heldout" --out "$WORK/report" --figures 3 --no-progress
-fi
+# 5. evaluation on the held-out test split: the model as packaged and the U-Net baseline
+[ -f "$WORK/report/methods/reflow.json" ] || $HM evaluate "$WORK/reflow" "$WORK/heldout" \
+    --out "$WORK/report" --samples "$SAMPLES" --steps "$STEPS" --figures 3 --no-progress
+[ -f "$WORK/report/methods/unet.json" ] || $HM evaluate "$WORK/unet" "$WORK/heldout" \
+    --out "$WORK/report" --figures 3 --no-progress
 # the SWD of both over 10 seeds of its own and over 4 samples, to set the difference against
 [ -f "$WORK/report/swd_spread.json" ] || $PY packaging/swd_spread.py "$WORK" \
-    "$WORK/report/swd_spread.json"
+    "$WORK/report/swd_spread.json" --run reflow --steps "$STEPS"
 
 # 6. the package, its card showing the evaluation, unpacked into model_zoo/ with the
 #    checkpoint it came from (without optimizer state) and the training and evaluation records
 rm -f "$WORK/$NAME.zip"
-$HM export "$WORK/hazematching" --out "$WORK/$NAME.zip" --recipe "packaging/$NAME.toml" \
+$HM export "$WORK/reflow" --out "$WORK/$NAME.zip" --recipe "packaging/$NAME.toml" \
     --evaluation "$WORK/report" ${MAINTAINER:+--maintainer "$MAINTAINER"}
 rm -rf "$ZOO"
 mkdir -p "$ZOO"
 (cd "$ZOO" && unzip -q "$OLDPWD/$WORK/$NAME.zip")
-$PY packaging/release_checkpoint.py "$WORK/hazematching/best.pt" "$ZOO/training/best.pt"
-cp "$WORK/hazematching/config.json" "$WORK/hazematching/history.json" "$ZOO/training/"
+$PY packaging/release_checkpoint.py "$WORK/reflow/best.pt" "$ZOO/training/best.pt"
+$PY packaging/release_checkpoint.py "$WORK/hazematching/best.pt" "$ZOO/training/teacher.pt"
+cp "$WORK/reflow/config.json" "$WORK/reflow/history.json" "$ZOO/training/"
 cp "$WORK/calibration/"*.png "$ZOO/training/" 2>/dev/null || true
 cp "$WORK/report/summary.md" "$WORK/report/summary.json" "$WORK/report/swd_spread.json" \
     "$WORK/report/"*.png "$ZOO/training/"
 
 # 7. the README picture: input | MMSE | std | two samples of the first example (the checkpoint
 #    with the package's sampling settings, keeping the samples)
-$HM predict "$ZOO/training/best.pt" examples/widefield_1.tif --out "$WORK/picture" --samples 8 \
-    --steps 20 --seed 0 --keep-samples --no-progress
+$HM predict "$ZOO/training/best.pt" examples/widefield_1.tif --out "$WORK/picture" \
+    --samples "$SAMPLES" --steps "$STEPS" --seed 0 --keep-samples --no-progress
 mkdir -p docs/images
 cp "$WORK/picture/widefield_1.png" docs/images/example.png
 

@@ -2,10 +2,10 @@
 
 `hazematching evaluate` reports one SWD per method, computed with seed 0 for the neighbourhood
 positions and projection directions, on the first posterior sample. This script repeats it for
-several SWD seeds and several samples, for the HazeMatching run and the U-Net baseline of a
-build, so that the difference between the two can be set against the spread. Writes JSON.
+several SWD seeds and several samples, for the bundled model's run and the U-Net baseline of
+a build, so that the difference between the two can be set against the spread. Writes JSON.
 
-Usage: python packaging/swd_spread.py WORK_DIR OUT.json [--samples 4] [--seeds 10]
+Usage: python packaging/swd_spread.py WORK_DIR OUT.json [--run reflow] [--samples 4] [--seeds 10]
 (WORK_DIR as in build_default_model.sh; the test pairs are WORK_DIR/heldout/test.)
 """
 
@@ -35,23 +35,25 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's own")
+    parser.add_argument("--run", default="reflow", help="run folder of the model in WORK_DIR")
     args = parser.parse_args()
 
     pairs = load_pairs(args.work / "heldout" / "test")
     targets = [percentile_normalize(t) for t in pairs.targets]
     sampling = SamplingConfig(samples=args.samples, steps=args.steps, seed=0)
-    flow = load_restorer(args.work / "hazematching", sampling)
+    flow = load_restorer(args.work / args.run, sampling)
     unet = load_restorer(args.work / "unet")
     samples = [flow.run(hazy).samples for hazy in pairs.inputs]
     result = {
         "test_pairs": len(targets),
-        "sampling": sampling.model_dump(mode="json"),
+        "run": args.run,
+        "model": flow.description,
         "swd_seeds": list(range(args.seeds)),
         "unet": _spread(
             targets, [percentile_normalize(unet.run(h).mmse) for h in pairs.inputs], args.seeds
         ),
-        "hazematching_samples": [
+        "model_samples": [
             _spread(targets, [percentile_normalize(s[k]) for s in samples], args.seeds)
             for k in range(args.samples)
         ],
@@ -59,7 +61,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result)
     unet_mean = result["unet"]["mean"]
-    for k, entry in enumerate(result["hazematching_samples"]):
+    for k, entry in enumerate(result["model_samples"]):
         print(f"sample {k}: SWD {entry['mean']:.4f} +- {entry['sd']:.4f}", end="; ")
     print(f"U-Net: {unet_mean:.4f} +- {result['unet']['sd']:.4f} ({args.seeds} SWD seeds)")
 

@@ -1,7 +1,8 @@
-"""Reflow distillation: teacher integration, pair augmentation, the training method and its cache."""
+"""Reflow distillation: teacher integration, pair augmentation, the method and its cache."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,8 @@ def test_resumed_student_reuses_its_pairs_and_refuses_a_foreign_cache(
     for name in ("last.pt", "best.pt", PAIRS_FILE, "config.json"):
         (run_dir / name).write_bytes((student / name).read_bytes())
     cache = (run_dir / PAIRS_FILE).stat().st_mtime_ns
-    result = train(sim_dir, run_dir, TrainConfig(steps=8, device="cpu"), resume=True, progress=False)
+    more = TrainConfig(steps=8, device="cpu")
+    result = train(sim_dir, run_dir, more, resume=True, progress=False)
     assert result.step == 8
     assert (run_dir / PAIRS_FILE).stat().st_mtime_ns == cache  # not drawn again
 
@@ -115,3 +117,23 @@ def test_reflow_needs_a_hazematching_teacher(
     )  # fmt: skip
     assert done.exit_code == 1
     assert "teacher checkpoint is needed" in done.output
+
+
+def test_commands_sample_a_student_with_its_own_steps(
+    sim_dir: Path, student: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "student.pt"
+    checkpoint.write_bytes((student / "best.pt").read_bytes())
+    done = invoke("calibrate", checkpoint, sim_dir, "--samples", "2", "--out", tmp_path / "cal",
+                  "--bins", "4", "--no-progress")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    fitted = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert fitted["sampling"]["steps"] == 2
+    assert fitted["calibration"]["steps"] == 2
+    image = sorted((sim_dir / "test").glob("*.tif"))[0]
+    done = invoke("predict", checkpoint, image, "--out", tmp_path / "pred", "--samples", "2",
+                  "--channel", "1", "--no-progress")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "warning" not in done.output  # fitted at the setting it is sampled at
+    record = json.loads((tmp_path / "pred" / "predict.json").read_text())
+    assert record["sampling"]["steps"] == 2

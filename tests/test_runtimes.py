@@ -26,6 +26,7 @@ from hazematching.config import SamplingConfig
 from hazematching.export.check import DEEPIMAGEJ_ATOL, DEEPIMAGEJ_RTOL
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
+from hazematching.inference.bundled import bundled_model
 from hazematching.training.loop import TrainResult
 
 pytestmark = pytest.mark.runtimes
@@ -37,9 +38,15 @@ RECIPE = default_recipe().model_copy(
 )
 
 
-@pytest.fixture(scope="module")
-def unpacked(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["tiny", "bundled"])
+def unpacked(
+    request: pytest.FixtureRequest, trained: TrainResult, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A tiny exported package (3 samples x 4 steps), and the bundled few-step package."""
     folder = tmp_path_factory.mktemp("runtime")
+    if request.param == "bundled":
+        shutil.copytree(bundled_model(), folder / "pkg", ignore=shutil.ignore_patterns("training"))
+        return folder / "pkg"
     package = export_package(trained.best, folder / "m.zip", RECIPE).path
     with zipfile.ZipFile(package) as archive:
         archive.extractall(folder / "pkg")
