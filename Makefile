@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (set up, then dehaze an example image with the bundled model) and
-# `make test` (set up, then test). `make pipeline` runs every step on a tiny model of its own.
+# `make test` (set up, then test). `make pipeline` runs every step on a tiny model of its own
+# (and a reflow student of it).
 # The virtual environment is created on first use and refreshed when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +26,12 @@ pipeline: setup
 	$(BIN)/hazematching train $(PIPELINE)/data --out $(PIPELINE)/run --steps 60 --patch-size 64 \
 		--batch-size 8 --width 32 --channel-mult 1,2 --seed 0
 	$(BIN)/hazematching calibrate $(PIPELINE)/run/best.pt $(PIPELINE)/data --samples 8 --steps 10 --bins 10
+	$(BIN)/hazematching train $(PIPELINE)/data --out $(PIPELINE)/fast --method reflow \
+		--teacher $(PIPELINE)/run --teacher-steps 10 --reflow-pairs 64 --time-grid 2 --steps 30 \
+		--batch-size 8 --seed 0
+	$(BIN)/hazematching calibrate $(PIPELINE)/fast $(PIPELINE)/data --samples 8 --steps 1 --bins 10
+	$(BIN)/hazematching predict $(PIPELINE)/fast $(PIPELINE)/data/test/*.tif \
+		--out $(PIPELINE)/pred-fast --samples 8 --steps 1 --seed 0 --channel 1
 	$(BIN)/hazematching predict $(PIPELINE)/run/best.pt $(PIPELINE)/data/test/*.tif \
 		--out $(PIPELINE)/pred --samples 4 --steps 20 --seed 0 --channel 1
 	$(BIN)/hazematching export $(PIPELINE)/run/best.pt --out $(PIPELINE)/model.zip \

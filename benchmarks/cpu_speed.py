@@ -65,10 +65,16 @@ VARIANTS = {
 
 def variant_sampler(model: TrainedModel, wrap, sampling: SamplingConfig) -> torch.jit.ScriptModule:
     """The scripted sampler of `predict` around the wrapped, traced network."""
-    sampling = method_sampling(model.config, sampling)
+    sampling = method_sampling(model.config, sampling, model.calibration)
     velocity = trace_velocity(wrap(model.velocity), model.config.patch_size)
     kwargs = sampler_kwargs(model.config, sampling, model.calibration)
     return script_sampler(EulerSampler(velocity, **kwargs))
+
+
+def variant_sampling(path: Path, sampling: SamplingConfig) -> SamplingConfig:
+    """The settings every variant samples with (model defaults filled in)."""
+    model = load_trained_model(path)
+    return method_sampling(model.config, sampling, model.calibration)
 
 
 def main() -> None:
@@ -115,7 +121,7 @@ def main() -> None:
             "cpu_flags_bf16": _bf16_flags(),
         },
         "model": str(args.model),
-        "sampling": method_sampling(load_trained_model(args.model).config, sampling).model_dump(),
+        "sampling": variant_sampling(args.model, sampling).model_dump(),
         "image_size": args.size,
         "test_pairs": len(pairs),
         "variants": rows,

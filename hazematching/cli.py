@@ -76,7 +76,9 @@ def _default(model: type[BaseModel], name: str) -> str:
     return f"[default: {model.model_fields[name].default}]"
 
 
-_STEPS_DEFAULT = "[default: the model's training time grid: 20 for hazematching, 1-4 for reflow]"
+_STEPS_DEFAULT = (
+    "[default: the steps the model's std was calibrated at, else its training time grid]"
+)
 
 
 def _build(model: type[C], base: dict[str, Any], **options: Any) -> C:
@@ -427,7 +429,7 @@ def export(
     steps: int = typer.Option(
         None,
         help="Euler steps baked into the package [default: the recipe's, else "
-        "the model's training time grid]",
+        "the steps the std was calibrated at, else the training time grid]",
     ),
     seed: int = typer.Option(
         None,

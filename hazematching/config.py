@@ -186,8 +186,8 @@ class SamplingConfig(StrictModel):
         None,
         ge=1,
         le=1000,
-        description="Euler steps from noise to image (T); None: the model's own, its training "
-        "time grid (20 for HazeMatching, 1 or 2 for a reflow student)",
+        description="Euler steps from noise to image (T); None: the model's own, the steps its "
+        "std was calibrated at, else its training time grid (20 for HazeMatching)",
     )
     seed: int = Field(0, ge=0, lt=2**31)
     batch_size: int = Field(8, ge=1, description="samples pushed through the network at once")

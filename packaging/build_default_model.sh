@@ -37,7 +37,7 @@ wait
 #     1/2 on 1536 of its 20-step samples, so that 1 or 2 steps reach the teacher's sample
 if [ ! -f "$WORK/reflow/done" ]; then
     $HM train "$WORK/data" --out "$WORK/reflow" --method reflow --teacher "$WORK/hazematching" \
-        --teacher-steps 20 --reflow-pairs 1536 --time-grid 2 --steps 1500 --batch-size 8 \
+        --teacher-steps 20 --reflow-pairs 1536 --time-grid 2 --steps 3000 --batch-size 8 \
         --lr 3e-4 --ema-decay 0.995 --val-every 250 --seed 0 --no-progress \
         > "$WORK/train-reflow.log" 2>&1
     touch "$WORK/reflow/done"
@@ -76,7 +76,6 @@ rm -rf "$ZOO"
 mkdir -p "$ZOO"
 (cd "$ZOO" && unzip -q "$OLDPWD/$WORK/$NAME.zip")
 $PY packaging/release_checkpoint.py "$WORK/reflow/best.pt" "$ZOO/training/best.pt"
-$PY packaging/release_checkpoint.py "$WORK/hazematching/best.pt" "$ZOO/training/teacher.pt"
 cp "$WORK/reflow/config.json" "$WORK/reflow/history.json" "$ZOO/training/"
 cp "$WORK/calibration/"*.png "$ZOO/training/" 2>/dev/null || true
 cp "$WORK/report/summary.md" "$WORK/report/summary.json" "$WORK/report/swd_spread.json" \

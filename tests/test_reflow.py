@@ -124,16 +124,19 @@ def test_commands_sample_a_student_with_its_own_steps(
 ) -> None:
     checkpoint = tmp_path / "student.pt"
     checkpoint.write_bytes((student / "best.pt").read_bytes())
-    done = invoke("calibrate", checkpoint, sim_dir, "--samples", "2", "--out", tmp_path / "cal",
-                  "--bins", "4", "--no-progress")  # fmt: skip
+    image = sorted((sim_dir / "test").glob("*.tif"))[0]
+
+    def predicted_steps(out: str) -> int:
+        done = invoke("predict", checkpoint, image, "--out", tmp_path / out, "--samples", "2",
+                      "--channel", "1", "--no-progress")  # fmt: skip
+        assert done.exit_code == 0, done.output
+        assert "warning" not in done.output  # uncalibrated, or sampled as calibrated
+        return json.loads((tmp_path / out / "predict.json").read_text())["sampling"]["steps"]
+
+    assert predicted_steps("before") == 2  # its time grid
+    done = invoke("calibrate", checkpoint, sim_dir, "--samples", "2", "--steps", "1",
+                  "--out", tmp_path / "cal", "--bins", "4", "--no-progress")  # fmt: skip
     assert done.exit_code == 0, done.output
     fitted = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert fitted["sampling"]["steps"] == 2
-    assert fitted["calibration"]["steps"] == 2
-    image = sorted((sim_dir / "test").glob("*.tif"))[0]
-    done = invoke("predict", checkpoint, image, "--out", tmp_path / "pred", "--samples", "2",
-                  "--channel", "1", "--no-progress")  # fmt: skip
-    assert done.exit_code == 0, done.output
-    assert "warning" not in done.output  # fitted at the setting it is sampled at
-    record = json.loads((tmp_path / "pred" / "predict.json").read_text())
-    assert record["sampling"]["steps"] == 2
+    assert fitted["sampling"]["steps"] == fitted["calibration"]["steps"] == 1
+    assert predicted_steps("after") == 1  # the setting its std was calibrated at

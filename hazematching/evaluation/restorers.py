@@ -51,7 +51,9 @@ class Restorer:
 def _checkpoint_restorer(path: Path, sampling: SamplingConfig, device: str) -> Restorer:
     model = load_trained_model(path)
     config = model.config
-    sampling = method_sampling(config, sampling).model_copy(update={"keep_samples": True})
+    sampling = method_sampling(config, sampling, model.calibration).model_copy(
+        update={"keep_samples": True}
+    )
     sampler = build_sampler(model, sampling, resolve_device(device), calibrated=False)
     point = config.method == "unet"
 

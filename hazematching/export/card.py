@@ -60,6 +60,11 @@ def _training_data(checkpoint: Checkpoint) -> str:
     )
 
 
+def _count(number: int | None, noun: str) -> str:
+    """'1 sample', '8 samples'."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _method_text(checkpoint: Checkpoint) -> str:
     """One sentence on what the network learned (see `TrainConfig.method`)."""
     config = checkpoint.config
@@ -68,8 +73,9 @@ def _method_text(checkpoint: Checkpoint) -> str:
         "confocal-like image (HazeMatching).",
         "reflow": "The network defines a guided conditional flow from Gaussian noise to a "
         "confocal-like image (HazeMatching), distilled by reflow from a "
-        f"{config.teacher_steps}-step HazeMatching teacher so that {config.time_grid} step(s) "
-        "reach the teacher's posterior sample from the same noise.",
+        f"{config.teacher_steps}-step HazeMatching teacher, trained at the {config.time_grid} "
+        "Euler times it is sampled at, so that a few steps reach the teacher's posterior sample "
+        "from the same noise.",
         "indi": "The network defines an InDI flow from the widefield image (plus Gaussian noise "
         f"of std {config.indi_noise} in normalised units) to a confocal-like image.",
         "unet": "The network is a U-Net trained with the mean squared error to predict the "
@@ -128,9 +134,9 @@ def model_card(
         f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "
         "the confocal training targets.",
         "",
-        f"{_method_text(checkpoint)} The package integrates it with {sampling.steps} Euler "
-        f"steps for {sampling.samples} samples (seed {sampling.seed}); `mmse` is their mean and "
-        "`std` their standard deviation"
+        f"{_method_text(checkpoint)} The package integrates it with "
+        f"{_count(sampling.steps, 'Euler step')} for {_count(sampling.samples, 'sample')} "
+        f"(seed {sampling.seed}); `mmse` is their mean and `std` their standard deviation"
         + (
             f", calibrated as {calibration.std_scale:.4g} x std + "
             f"{calibration.std_offset * (norm.target_std + EPS):.4g} (target intensities; "

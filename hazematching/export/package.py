@@ -143,7 +143,9 @@ def export_package(
         raise HazeMatchingError("not a checkpoint; `export_model` exports every kind", source.path)
     checkpoint = load_checkpoint(source.file)
     model = trained_model_from(checkpoint, source.file)
-    sampling = method_sampling(checkpoint.config, recipe.sampling or SamplingConfig())
+    sampling = method_sampling(
+        checkpoint.config, recipe.sampling or SamplingConfig(), checkpoint.calibration
+    )
     multiple = checkpoint.config.network.size_multiple
     image, source = _test_image(recipe, checkpoint)
     hazy = centre_crop(image, recipe.test_size or checkpoint.config.patch_size, multiple, source)

@@ -159,7 +159,7 @@ def predict(
         settings: dict[str, object] = {"package": True}
     else:
         model = load_trained_model(source.file)
-        sampling = method_sampling(model.config, sampling or SamplingConfig())
+        sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
         sampler = build_sampler(model, sampling, resolve_device(device))
         channel_names = output_channel_names(sampling)
         output_folder(out_dir)

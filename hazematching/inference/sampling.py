@@ -24,17 +24,21 @@ if TYPE_CHECKING:
     from .loader import TrainedModel
 
 
-def method_sampling(config: TrainConfig, sampling: SamplingConfig) -> SamplingConfig:
+def method_sampling(
+    config: TrainConfig, sampling: SamplingConfig, calibration: Calibration | None = None
+) -> SamplingConfig:
     """The sampling settings a model of this method supports, with its default steps filled in.
 
     The U-Net baseline is trained at t = 0 only and starts without noise: one step and one
-    sample, whatever was asked for. Every other method samples as asked, by default with as many
-    steps as its training time grid has points (the times its network was trained at).
+    sample, whatever was asked for. Every other method samples as asked; without `steps`, with
+    the steps its std was calibrated at, else as many steps as its training time grid has points
+    (the times its network was trained at).
     """
     if config.method == "unet":
         return sampling.model_copy(update={"steps": 1, "samples": 1})
     if sampling.steps is None:
-        return sampling.model_copy(update={"steps": config.time_grid})
+        steps = calibration.steps if calibration is not None else config.time_grid
+        return sampling.model_copy(update={"steps": steps})
     return sampling
 
 
@@ -69,7 +73,7 @@ def build_sampler(
     (which fitting a calibration needs); a `CalibrationMismatch` warning says when the sampling
     differs from the one the calibration was fitted at.
     """
-    sampling = method_sampling(model.config, sampling)
+    sampling = method_sampling(model.config, sampling, model.calibration)
     calibration = model.calibration if calibrated else None
     if calibration is not None:
         reason = calibration.mismatch(sampling.samples, sampling.steps)

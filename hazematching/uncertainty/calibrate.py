@@ -63,7 +63,7 @@ def calibrate(
         Path(out_dir) if out_dir is not None else path.parent / "calibration"
     )
     checkpoint = load_checkpoint(path)
-    sampling = method_sampling(checkpoint.config, sampling)
+    sampling = method_sampling(checkpoint.config, sampling, checkpoint.calibration)
     folder = split_folder(data_dir, "val")
     pairs = load_pairs(folder)
     model = trained_model_from(checkpoint, path)

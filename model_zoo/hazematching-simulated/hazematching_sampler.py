@@ -1,5 +1,9 @@
 """Posterior sampling (Algorithm 2 of the paper) as TorchScript-compatible modules.
 
+Every exported package carries a copy of this file (`hazematching_sampler.py`) as the
+architecture of its state-dict weights, so it holds only what a package runs and imports only
+torch and torchcfm. Host-side helpers (scripting, progress, tile counts) are in `sampling.py`.
+
 `EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from a start state at t = 0 (Gaussian
 noise for HazeMatching; the hazy image, optionally with noise, for the InDI and U-Net baselines)
 to an image at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean
@@ -9,10 +13,6 @@ checkpoint and what the exported BioImage.IO package contains, so both give the 
 
 Inputs and outputs are in normalised units (z-scores of the training statistics); mapping from
 and to intensities happens outside, as BioImage.IO pre- and postprocessing does.
-
-This file is self-contained (it imports only torch and torchcfm): exported packages ship it as
-the architecture of their `pytorch_state_dict` weights, so it must run without HazeMatching
-installed.
 
 Noise. The starting noise must be the same on every device and torch version (CPU, CUDA,
 libtorch 2.0 inside Java tools) and must not touch any global random generator, because model
@@ -26,8 +26,6 @@ which is why the mask 0xFFFFFFFF appears as a literal.
 """
 
 import math
-import warnings
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -382,61 +380,3 @@ class PackagedSampler(EulerSampler):
 
     def __init__(self, unet: dict, **sampler_kwargs: object) -> None:
         super().__init__(VelocityNet(UNetModel(**unet)), **sampler_kwargs)
-
-
-def script_sampler(sampler: EulerSampler) -> torch.jit.ScriptModule:
-    """Compile the sampler with TorchScript (the form consumer tools load).
-
-    torch >= 2.13 flags `torch.jit.script` as deprecated in favour of torch.export, which no
-    BioImage.IO consumer loads, so the warning is silenced here on purpose.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
-        return torch.jit.script(sampler)
-
-
-def run_with_progress(
-    sampler: torch.jit.ScriptModule, hazy: Tensor, on_tiles: Callable[[int], None]
-) -> Tensor:
-    """Exactly `sampler(hazy)`, driven tile pass by tile pass from Python to report progress.
-
-    It calls the sampler's own scripted methods in the order of `EulerSampler.forward` and
-    `EulerSampler.velocity_field`, and `on_tiles(n)` after each network pass over n tiles; a
-    test checks that the result agrees with `sampler(hazy)` bit for bit.
-    """
-    height, width = hazy.shape[-2], hazy.shape[-1]
-    guide = sampler.pad(hazy)
-    mean = torch.zeros_like(guide)
-    m2 = torch.zeros_like(guide)
-    kept: list[Tensor] = []
-    for first in range(0, sampler.samples, sampler.batch_size):
-        count = min(sampler.batch_size, sampler.samples - first)
-        x = sampler.initial_state(guide, first, count)
-        cond = guide.repeat(count, 1, 1, 1)
-        passes = sampler.tile_passes(x.shape[-2], x.shape[-1], x.shape[0])
-        for step in range(sampler.steps):
-            inputs = torch.cat([x, cond], dim=1)
-            total = torch.zeros_like(x)
-            norm = torch.zeros([x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device)
-            for group in passes:
-                sampler.blend_pass(inputs, step, group, total, norm)
-                on_tiles(len(group))
-            x = x + (total / norm) * (1.0 / sampler.steps)
-        mean, m2 = sampler.accumulate(x, first, mean, m2)
-        if sampler.keep_samples:
-            kept.extend(x.split(guide.shape[0]))
-    return sampler.summarize(mean, m2, kept, height, width)
-
-
-def tile_evaluations(sampler: torch.jit.ScriptModule, height: int, width: int) -> int:
-    """Tiles `run_with_progress` reports for one image of this size (all samples and steps)."""
-    m = sampler.size_multiple
-    padded_h, padded_w = -(-height // m) * m, -(-width // m) * m
-    tiles = len(sampler.tile_starts(padded_h)) * len(sampler.tile_starts(padded_w))
-    return -(-sampler.samples // sampler.batch_size) * sampler.steps * tiles
-
-
-def tile_edges(sampler: torch.jit.ScriptModule, size: int) -> list[int]:
-    """Positions inside [1, size) where a tile starts or ends along a side of `size` pixels."""
-    span = sampler.span()
-    return sorted({b for s in sampler.tile_starts(size) for b in (s, s + span) if 0 < b < size})
