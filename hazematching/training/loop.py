@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,7 +194,7 @@ def _teacher_pairs(
         "seed": config.seed,
     }
 
-    def drawer(name: str):
+    def drawer(name: str) -> Callable[[], TeacherPairs]:
         return lambda: draw_pairs(
             net,
             samplers[name],

@@ -14,6 +14,7 @@ and cached in the run folder, so a resumed run does not integrate the teacher ag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,7 @@ from ..errors import HazeMatchingError
 from ..fileio import atomic_path
 
 PAIRS_FILE = "reflow_pairs.pt"
-_PAIRS_STREAM = 2
-_VAL_PAIRS_STREAM = 3
+PAIR_STREAMS = {"train": 2, "val": 3}  # random streams of the pairs (training uses 0 and 1)
 _TEACHER_BATCH = 16
 
 
@@ -108,7 +108,7 @@ def draw_pairs(
 
 
 def cached_pairs(
-    run_dir: Path, key: dict[str, object], make: dict[str, object]
+    run_dir: Path, key: dict[str, object], make: dict[str, Callable[[], TeacherPairs]]
 ) -> dict[str, TeacherPairs]:
     """Pairs stored in run_dir for exactly this `key`, or drawn by the callables in `make`.
 
@@ -132,6 +132,3 @@ def cached_pairs(
     with atomic_path(path) as tmp:
         torch.save({"key": key, "pairs": stored}, tmp)
     return pairs
-
-
-PAIR_STREAMS = {"train": _PAIRS_STREAM, "val": _VAL_PAIRS_STREAM}
