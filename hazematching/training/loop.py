@@ -25,6 +25,7 @@ from ..data.dataset import PairedImages, PatchSampler, load_training_data
 from ..data.normalization import Normalization
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
+from ..inference.loader import trained_model_from
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
 from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
 from .flow import GuidedFlowMatching, draw_times
@@ -182,9 +183,7 @@ def _teacher_pairs(
     progress: bool,
 ) -> dict[str, TeacherPairs]:
     """The student's training and validation pairs, drawn once and cached in the run folder."""
-    net = build_velocity_net(teacher.config.network, teacher.config.patch_size)
-    net.load_state_dict(teacher.ema)
-    net = net.to(device).eval()
+    net = trained_model_from(teacher, Path(str(config.teacher))).velocity.to(device)
     counts = {"train": config.reflow_pairs, "val": config.val_patches}
     key = {
         "teacher": str(Path(str(config.teacher)).resolve()),
