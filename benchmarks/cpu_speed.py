@@ -27,7 +27,12 @@ from hazematching.data.dataset import load_pairs, split_folder
 from hazematching.inference.loader import TrainedModel, load_trained_model
 from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampler import EulerSampler
-from hazematching.inference.sampling import method_sampling, sampler_kwargs, script_sampler
+from hazematching.inference.sampling import (
+    ChannelsLast,
+    method_sampling,
+    sampler_kwargs,
+    script_sampler,
+)
 from hazematching.metrics.distortion import range_invariant_psnr
 from hazematching.training.network import trace_velocity
 
@@ -42,17 +47,6 @@ class Bfloat16Autocast(nn.Module):
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return self.net(t, x).float()
-
-
-class ChannelsLast(nn.Module):
-    """The network with channels_last weights and inputs."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net.to(memory_format=torch.channels_last)
-
-    def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        return self.net(t, x.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 VARIANTS = {

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from hazematching.config import NetworkConfig
 from hazematching.inference.sampler import EulerSampler, VelocityNet, gaussian_field
 from hazematching.inference.sampling import (
+    ChannelsLast,
     run_with_progress,
     script_sampler,
     tile_edges,
@@ -362,6 +363,23 @@ def test_trace_generalises_to_other_sizes_and_batches(unet, traced_unet) -> None
     _assert_depends_on_t(traced, other_traced)
     torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(other_traced, other_eager, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_trace_matches_the_default_layout(unet, traced_unet) -> None:
+    """The CPU layout of the library path changes the speed, not the velocity, and leaves the
+    model's own network (the one packages save) in the default layout."""
+    fast = trace_velocity(ChannelsLast(unet), 32)
+    x, t = _hazy(3, 2, 48, 20), torch.tensor([0.0, 0.3, 0.9])
+    with torch.no_grad():
+        out = fast(t, x)
+        torch.testing.assert_close(out, traced_unet(t, x), rtol=1e-5, atol=1e-5)
+    kernels = [p for p in unet.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert kernels and all(p.is_contiguous() for p in kernels)
+    fast_kernels = [p for p in fast.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert fast_kernels and all(
+        p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in fast_kernels
+    )
 
 
 def test_velocity_net_is_torchcfm_unet_and_traces_without_device_constants(

@@ -163,7 +163,7 @@ def export_package(
     evaluation = evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
 
     with export_folder(recipe) as folder:
-        scripted = build_sampler(model, sampling, torch.device("cpu"))
+        scripted = build_sampler(model, sampling, torch.device("cpu"), channels_last=False)
         scripted.save(str(folder / "sampler_torchscript.pt"))
         state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}
         torch.save(state, folder / "sampler_state_dict.pt")
