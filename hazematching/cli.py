@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from .config import NetworkConfig, SamplingConfig, SimulationConfig, TrainConfig
+from .config import (
+    CycleGANConfig,
+    NetworkConfig,
+    SamplingConfig,
+    SimulationConfig,
+    TrainConfig,
+)
 from .errors import CalibrationMismatch, HazeMatchingError, describe_validation_error
 
 # TorchScript is what BioImage.IO consumers load; torch's deprecation notice is no news to users.
@@ -127,6 +133,11 @@ def simulate(
         help=f"brightness of out-of-focus structures "
         f"{_default(SimulationConfig, 'defocus_brightness')}",
     ),
+    unpaired: bool = typer.Option(
+        False,
+        help="write unmatched widefield/ and confocal/ folders (each image of its own sample) "
+        "for `train --method cyclegan`, PAIRS images per side",
+    ),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Simulate paired widefield (hazy) / confocal (clean) images as 2-channel TIFFs."""
@@ -144,9 +155,11 @@ def simulate(
         confocal_photons=confocal_photons,
         read_noise=read_noise,
         defocus_brightness=defocus_brightness,
+        unpaired=unpaired or None,
     )
     manifest = run(out_dir, config, progress=progress)
-    typer.echo(f"wrote {config.pairs} pairs and {manifest}")
+    what = "unpaired images per side" if config.unpaired else "pairs"
+    typer.echo(f"wrote {config.pairs} {what} and {manifest}")
 
 
 @app.command()
@@ -161,8 +174,20 @@ def train(
     method: str = typer.Option(
         None,
         help="hazematching (the guided flow), reflow (a few-step student of a hazematching "
-        "--teacher), or the baselines indi and unet (MSE point predictor) "
+        "--teacher), the baselines indi and unet (MSE point predictor), or cyclegan (a point "
+        "predictor from UNPAIRED widefield/ and confocal/ folders) "
         f"{_default(TrainConfig, 'method')}",
+    ),
+    kernel_size: int = typer.Option(
+        None,
+        help=f"cyclegan: side of the learned blur kernel (odd) "
+        f"{_default(CycleGANConfig, 'kernel_size')}",
+    ),
+    psf: Path = typer.Option(
+        None, help="cyclegan: a widefield PSF TIFF to keep fixed (non-blind) [default: learned]"
+    ),
+    kernel_l1: float = typer.Option(
+        None, help=f"cyclegan: l1 penalty on the kernel {_default(CycleGANConfig, 'kernel_l1')}"
     ),
     teacher: Path = typer.Option(
         None, help="reflow: the HazeMatching checkpoint or run folder to distil"
@@ -202,7 +227,10 @@ def train(
     resume: bool = typer.Option(False, help="continue the run in --out from its last.pt"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Train on paired images (HazeMatching or a baseline); writes best.pt and last.pt to --out."""
+    """Train on paired images (HazeMatching or a baseline), or on unpaired ones (cyclegan).
+
+    Writes best.pt and last.pt to --out.
+    """
     from .training.loop import train as run
 
     base: dict[str, Any] = {}
@@ -218,9 +246,16 @@ def train(
         channel_mult=_number_tuple(channel_mult, int),
         attention_downsample=_number_tuple(attention, int),
     )
+    cyclegan = _build(
+        CycleGANConfig,
+        base.get("cyclegan", {}),
+        kernel_size=kernel_size,
+        psf=None if psf is None else str(psf),
+        kernel_l1=kernel_l1,
+    )
     train_config = _build(
         TrainConfig,
-        {**base, "network": network.model_dump()},
+        {**base, "network": network.model_dump(), "cyclegan": cyclegan.model_dump()},
         steps=steps,
         patch_size=patch_size,
         batch_size=batch_size,
@@ -237,10 +272,29 @@ def train(
         device=device,
     )
     result = run(data_dir, out, train_config, resume=resume, progress=progress)
+    which = "last" if train_config.method == "cyclegan" else "best"
     typer.echo(
-        f"trained {result.step} steps; best validation loss {result.best_val_loss:.5f}; "
+        f"trained {result.step} steps; {which} validation loss {result.best_val_loss:.5f}; "
         f"checkpoints in {out}"
     )
+
+
+@app.command()
+@_reports_errors
+def synthesize(
+    model: Path = typer.Argument(..., help="checkpoint or run folder of a cyclegan run"),
+    data_dir: Path = typer.Argument(..., help="the unpaired folder (widefield/ and confocal/)"),
+    out: Path = typer.Option(..., "--out", help="folder for the synthetic pairs"),
+    copies: int = typer.Option(1, help="synthetic widefield images (noise draws) per confocal one"),
+    seed: int = typer.Option(0, help="seed of the noise"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Make training pairs without pairs: blur the confocal images with a cyclegan run's learned
+    kernel and add noise fitted to the widefield images; `train` HazeMatching on --out."""
+    from .training.synthetic_pairs import synthesize_pairs
+
+    manifest = synthesize_pairs(model, data_dir, out, copies=copies, seed=seed, progress=progress)
+    typer.echo(f"wrote synthetic pairs and {manifest}")
 
 
 @app.command()

@@ -11,8 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Method = Literal["hazematching", "reflow", "indi", "unet"]
-METHODS: tuple[str, ...] = ("hazematching", "reflow", "indi", "unet")
+Method = Literal["hazematching", "reflow", "indi", "unet", "cyclegan"]
+METHODS: tuple[str, ...] = ("hazematching", "reflow", "indi", "unet", "cyclegan")
+POINT_PREDICTORS: tuple[str, ...] = ("unet", "cyclegan")
 
 
 class StrictModel(BaseModel):
@@ -50,6 +51,11 @@ class SimulationConfig(StrictModel):
     membranes: float = Field(1.0, ge=0, description="membrane shells per 100 um^2 of field")
     defocus_brightness: float = Field(
         1.0, gt=0, description="brightness of structures away from the focal plane (haze source)"
+    )
+    unpaired: bool = Field(
+        False,
+        description="write unmatched widefield/ and confocal/ folders, each image of its own "
+        "sample, instead of pairs (for unpaired training)",
     )
 
     @field_validator("split")
@@ -95,6 +101,41 @@ class NetworkConfig(StrictModel):
         return 2 ** (len(self.channel_mult) - 1)
 
 
+class CycleGANConfig(StrictModel):
+    """Settings of unpaired training (method "cyclegan"), after Lim et al.'s CycleGAN with a blur
+    kernel: cycle losses x ~ G(h * x) and y ~ h * G(y), LSGAN losses of multi-scale PatchGAN
+    discriminators fed from a history buffer, and an l1 penalty on the blind kernel.
+    """
+
+    kernel_size: int = Field(
+        31, ge=3, le=127, description="side of the learned blur kernel in pixels (odd)"
+    )
+    initial_sigma: float = Field(
+        2.0, gt=0, description="blind mode: std (px) of the Gaussian the kernel starts from"
+    )
+    psf: str | None = Field(
+        None,
+        description="non-blind mode: a TIFF of the widefield PSF; its shape is kept fixed (only "
+        "an overall gain is learned); None: the kernel is learned (blind)",
+    )
+    kernel_l1: float = Field(1e-3, ge=0, description="weight of the l1 penalty on the kernel")
+    cycle_weight: float = Field(10.0, gt=0, description="weight of the two cycle losses")
+    scales: int = Field(
+        3, ge=1, le=4, description="PatchGAN discriminators per domain, at 1, 1/2, 1/4 ... scale"
+    )
+    discriminator_width: int = Field(32, ge=8, description="channels of the first PatchGAN layer")
+    history: int = Field(
+        50, ge=0, description="generated patches kept to feed the discriminators (0: none)"
+    )
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("kernel_size must be odd (the kernel has a centre pixel)")
+        return value
+
+
 class TrainConfig(StrictModel):
     """Everything that determines a training run.
 
@@ -108,7 +149,10 @@ class TrainConfig(StrictModel):
     - "indi": x_0 is the hazy image plus `indi_noise` x Gaussian noise (InDI, Delbracio and
       Milanfar 2023); sampled with 1 step it is a point predictor, with more steps iterative;
     - "unet": x_0 is the hazy image and only t = 0 is trained: a U-Net regressing the residual
-      target - hazy with the MSE, i.e. a plain point predictor.
+      target - hazy with the MSE, i.e. a plain point predictor;
+    - "cyclegan": the same point predictor G(y) = y + v(0, [y, y]) trained WITHOUT pairs, from
+      unmatched widefield/ and confocal/ folders, as a CycleGAN whose second generator is one
+      blur kernel h (see `training/cyclegan.py` and `CycleGANConfig`).
     """
 
     method: Method = Field("hazematching", description="what is learned (see the class doc)")
@@ -134,6 +178,7 @@ class TrainConfig(StrictModel):
     reflow_pairs: int = Field(
         2048, ge=1, description="reflow only: teacher samples (patches) drawn to train on"
     )
+    cyclegan: CycleGANConfig = CycleGANConfig()
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     val_every: int = Field(100, ge=1, description="steps between validations and checkpoints")
     val_patches: int = Field(32, ge=1, description="fixed validation patches per validation")
@@ -145,6 +190,11 @@ class TrainConfig(StrictModel):
     network: NetworkConfig = NetworkConfig()
 
     @property
+    def point_predictor(self) -> bool:
+        """Whether the model maps the hazy image to one estimate (one step, no noise, no std)."""
+        return self.method in POINT_PREDICTORS
+
+    @property
     def start_input(self) -> float:
         """Weight of the hazy image in the start state x_0."""
         return 0.0 if self.method in ("hazematching", "reflow") else 1.0
@@ -152,19 +202,34 @@ class TrainConfig(StrictModel):
     @property
     def start_noise(self) -> float:
         """Standard deviation of the Gaussian noise in the start state x_0."""
-        return {"hazematching": 1.0, "reflow": 1.0, "indi": self.indi_noise, "unet": 0.0}[
-            self.method
-        ]
+        if self.point_predictor:
+            return 0.0
+        return {"hazematching": 1.0, "reflow": 1.0, "indi": self.indi_noise}[self.method]
 
     @property
     def times(self) -> int:
         """Size of the grid training times are drawn from (only t = 0 for the U-Net)."""
-        return 1 if self.method == "unet" else self.time_grid
+        return 1 if self.point_predictor else self.time_grid
 
     @model_validator(mode="after")
     def _reflow_has_teacher(self) -> TrainConfig:
         if (self.method == "reflow") != (self.teacher is not None):
             raise ValueError("a teacher checkpoint is needed by, and only by, method 'reflow'")
+        return self
+
+    @model_validator(mode="after")
+    def _kernel_fits_patch(self) -> TrainConfig:
+        if self.method == "cyclegan" and self.cyclegan.kernel_size // 2 >= self.patch_size:
+            raise ValueError(
+                f"kernel_size {self.cyclegan.kernel_size} is too large for patch_size "
+                f"{self.patch_size} (its half-width must be smaller than the patch)"
+            )
+        smallest = self.patch_size // 2 ** (self.cyclegan.scales - 1)
+        if self.method == "cyclegan" and smallest < 16:
+            raise ValueError(
+                f"{self.cyclegan.scales} discriminator scales shrink patch_size {self.patch_size} "
+                f"to {smallest} px, under the 16 px a PatchGAN needs: use fewer scales"
+            )
         return self
 
     @model_validator(mode="after")

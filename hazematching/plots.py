@@ -63,3 +63,34 @@ def perception_distortion_plot(
     axis.legend(fontsize=7, loc="best")
     axis.grid(alpha=0.3)
     save_figure(figure, path)
+
+
+def kernel_figure(
+    path: Path,
+    initial: np.ndarray,
+    learned: np.ndarray,
+    reference: np.ndarray,
+    record: dict[str, object],
+) -> None:
+    """Initial, learned and true kernel (same size, sum 1, one shared colour scale) and their
+    profiles through the centre row, titled with their distances to the truth."""
+    size = learned.shape[0]
+    panels = [
+        (f"initial (distance {record['distance_initial']:.2f})", initial / initial.sum()),
+        (f"learned (distance {record['distance_learned']:.2f})", learned),
+        ("true widefield PSF", reference),
+    ]
+    figure = Figure(figsize=(11, 2.8))
+    axes = figure.subplots(1, 4)
+    high = max(float(image.max()) for _, image in panels)
+    for axis, (title, image) in zip(axes, panels, strict=False):
+        axis.imshow(image, cmap="magma", vmin=0, vmax=high)
+        axis.set_title(title, fontsize=9)
+        axis.set_axis_off()
+    offsets = np.arange(size) - size // 2
+    for title, image in panels:
+        axes[3].plot(offsets, image[size // 2], label=title.split(" (")[0])
+    axes[3].set_xlabel("pixels from the centre")
+    axes[3].set_title("centre row", fontsize=9)
+    axes[3].legend(fontsize=7)
+    save_figure(figure, path)

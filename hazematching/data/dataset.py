@@ -111,15 +111,19 @@ def split_by_file(
 ) -> tuple[PairedImages, PairedImages]:
     """Hold out a seeded fraction of files (never planes of one file on both sides)."""
     files = sorted(set(pairs.sources))
+    val_files = held_out_files(files, val_fraction, seed, "(or provide a val/ folder)")
+    return pairs.subset(set(files) - val_files), pairs.subset(val_files)
+
+
+def held_out_files(files: list[Path], val_fraction: float, seed: int, hint: str) -> set[Path]:
+    """A seeded `val_fraction` of `files` (at least one, never all) to validate on."""
     if len(files) < 2:
         raise HazeMatchingError(
-            "need at least 2 files to hold some out for validation (or provide a val/ folder)",
-            files[0].parent,
+            f"need at least 2 files to hold some out for validation {hint}", files[0].parent
         )
     order = np.random.default_rng(seed).permutation(len(files))
     n_val = min(max(1, round(val_fraction * len(files))), len(files) - 1)
-    val_files = {files[i] for i in order[:n_val]}
-    return pairs.subset(set(files) - val_files), pairs.subset(val_files)
+    return {files[i] for i in order[:n_val]}
 
 
 def load_training_data(
@@ -158,23 +162,43 @@ class PatchSampler:
         self.inputs = [normalization.normalize_input(x) for x in pairs.inputs]
         self.targets = [normalization.normalize_target(y) for y in pairs.targets]
         self.patch_size = patch_size
-        areas = np.array([x.size for x in self.inputs], dtype=float)
-        self.weights = areas / areas.sum()
+        self.weights = area_weights(self.inputs)
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """(hazy, target) float32 arrays of shape (batch, 1, patch, patch)."""
-        p = self.patch_size
-        hazy = np.empty((batch, 1, p, p), dtype=np.float32)
-        target = np.empty_like(hazy)
-        for b in range(batch):
-            i = int(rng.choice(len(self.inputs), p=self.weights))
-            height, width = self.inputs[i].shape
-            y = int(rng.integers(0, height - p + 1))
-            x = int(rng.integers(0, width - p + 1))
-            transform = int(rng.integers(0, 8))
-            hazy[b, 0] = _dihedral(self.inputs[i][y : y + p, x : x + p], transform)
-            target[b, 0] = _dihedral(self.targets[i][y : y + p, x : x + p], transform)
-        return hazy, target
+        return tuple(
+            random_patches(rng, batch, self.patch_size, self.weights, self.inputs, self.targets)
+        )
+
+
+def area_weights(images: list[np.ndarray]) -> np.ndarray:
+    """Probability of drawing each image: proportional to its area (every pixel equally likely)."""
+    areas = np.array([image.size for image in images], dtype=float)
+    return areas / areas.sum()
+
+
+def random_patches(
+    rng: np.random.Generator,
+    batch: int,
+    patch: int,
+    weights: np.ndarray,
+    *stacks: list[np.ndarray],
+) -> list[np.ndarray]:
+    """`batch` random windows, flipped and rotated, cut at the same place from every stack.
+
+    Each stack is a list of images of matching shapes (one stack for single images, two for
+    pairs); returns one float32 array (batch, 1, patch, patch) per stack.
+    """
+    out = [np.empty((batch, 1, patch, patch), dtype=np.float32) for _ in stacks]
+    for b in range(batch):
+        i = int(rng.choice(len(stacks[0]), p=weights))
+        height, width = stacks[0][i].shape
+        y = int(rng.integers(0, height - patch + 1))
+        x = int(rng.integers(0, width - patch + 1))
+        transform = int(rng.integers(0, 8))
+        for array, images in zip(out, stacks, strict=True):
+            array[b, 0] = _dihedral(images[i][y : y + patch, x : x + patch], transform)
+    return out
 
 
 def _dihedral(patch: np.ndarray, transform: int) -> np.ndarray:

@@ -40,6 +40,10 @@ class Normalization(StrictModel):
         """Clean intensities -> network units (float32)."""
         return ((image - self.target_mean) / (self.target_std + EPS)).astype(np.float32)
 
+    def denormalize_input(self, image: np.ndarray) -> np.ndarray:
+        """Network units -> hazy intensities (the inverse of `normalize_input`)."""
+        return (image * (self.input_std + EPS) + self.input_mean).astype(np.float32)
+
     def denormalize_target(self, image: np.ndarray, *, is_std: bool = False) -> np.ndarray:
         """Network units -> clean intensities; a standard deviation is only rescaled."""
         scaled = image * (self.target_std + EPS)

@@ -23,6 +23,7 @@ from .phantom import random_volume
 from .psf import confocal_psf, widefield_psf
 from .render import axial_offsets, render_focal_plane
 from .tiff import INPUT_CHANNEL, TARGET_CHANNEL, write_tiff
+from .unpaired import CONFOCAL, WIDEFIELD
 
 SPLITS = ("train", "val", "test")
 PSF_FILE = "widefield_psf.tif"
@@ -109,13 +110,37 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
 
     Each TIFF has shape (2, size, size), channel 0 = confocal target, channel 1 = widefield
     input; `widefield_psf.tif` holds the effective 2D widefield PSF (for deconvolution).
+    With `config.unpaired`, out_dir/widefield/ and out_dir/confocal/ instead receive
+    `config.pairs` single-channel images each, the widefield ones of samples 0, 2, 4, ... and the
+    confocal ones of samples 1, 3, 5, ..., so no sample is seen by both (the split is unused).
     Returns the path of `simulation.json`, which records every parameter, the version,
-    and the file, split and seed of every pair.
+    and the file, split and seed of every image.
     """
     out_dir = check_output_folder(out_dir)
-    existing = list(out_dir.glob("*/pair_*.tif"))
+    existing = [*out_dir.glob("*/pair_*.tif"), *out_dir.glob("*/sample_*.tif")]
     if existing:
-        raise HazeMatchingError("already holds simulated pairs; choose a new folder", out_dir)
+        raise HazeMatchingError("already holds simulated images; choose a new folder", out_dir)
+    records = (_write_unpaired if config.unpaired else _write_pairs)(out_dir, config, progress)
+    write_tiff(out_dir / PSF_FILE, effective_widefield_psf(config), "YX")
+    manifest = out_dir / "simulation.json"
+    write_json(
+        manifest,
+        {
+            "generator": f"hazematching {__version__}",
+            "channels": (
+                {"widefield/": "widefield input", "confocal/": "confocal target"}
+                if config.unpaired
+                else {"0": "confocal target", "1": "widefield input"}
+            ),
+            "config": config.model_dump(mode="json"),
+            "pairs" if not config.unpaired else "images": records,
+        },
+    )
+    return manifest
+
+
+def _write_pairs(out_dir: Path, config: SimulationConfig, progress: bool) -> list[dict]:
+    """Paired 2-channel TIFFs in train/, val/ and test/; their records."""
     splits = assign_splits(config)
     output_folder(out_dir)
     for name in set(splits):
@@ -131,15 +156,19 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
         records.append(
             {"file": relative.as_posix(), "split": splits[index], "seed": [config.seed, index]}
         )
-    write_tiff(out_dir / PSF_FILE, effective_widefield_psf(config), "YX")
-    manifest = out_dir / "simulation.json"
-    write_json(
-        manifest,
-        {
-            "generator": f"hazematching {__version__}",
-            "channels": {"0": "confocal target", "1": "widefield input"},
-            "config": config.model_dump(mode="json"),
-            "pairs": records,
-        },
-    )
-    return manifest
+    return records
+
+
+def _write_unpaired(out_dir: Path, config: SimulationConfig, progress: bool) -> list[dict]:
+    """Single-channel TIFFs in widefield/ and confocal/, each of its own sample; their records."""
+    output_folder(out_dir)
+    for side in (WIDEFIELD, CONFOCAL):
+        (out_dir / side).mkdir(exist_ok=True)
+    records = []
+    for index in tqdm(range(2 * config.pairs), desc="simulate", unit="image", disable=not progress):
+        pair = simulate_pair(config, index)
+        side, image = (WIDEFIELD, pair.widefield) if index % 2 == 0 else (CONFOCAL, pair.confocal)
+        relative = Path(side) / f"sample_{index:05d}.tif"
+        write_tiff(out_dir / relative, image, "YX")
+        records.append({"file": relative.as_posix(), "side": side, "seed": [config.seed, index]})
+    return records

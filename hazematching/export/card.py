@@ -53,6 +53,13 @@ def evaluation_markdown(
 
 def _training_data(checkpoint: Checkpoint) -> str:
     data = checkpoint.data
+    if data.get("unpaired"):
+        train, val = data["train_planes"], data["val_planes"]
+        return (
+            f"Unpaired: {train['widefield']} widefield and {train['confocal']} confocal training "
+            f"image planes ({val['widefield']} and {val['confocal']} for validation) of different "
+            f"samples, from `{data.get('data_dir', '?')}` (widefield/ and confocal/ folders)."
+        )
     return (
         f"{data.get('train_planes', '?')} training and {data.get('val_planes', '?')} validation "
         f"image planes from `{data.get('data_dir', '?')}` (channel 0 confocal target, channel 1 "
@@ -80,6 +87,10 @@ def _method_text(checkpoint: Checkpoint) -> str:
         f"of std {config.indi_noise} in normalised units) to a confocal-like image.",
         "unet": "The network is a U-Net trained with the mean squared error to predict the "
         "confocal image from the widefield image (a point predictor: `std` is zero).",
+        "cyclegan": "The network is a U-Net trained without paired images, from unmatched "
+        "widefield and confocal images, as a CycleGAN whose second generator is a learned "
+        f"{config.cyclegan.kernel_size} x {config.cyclegan.kernel_size} blur kernel (a point "
+        "predictor: `std` is zero).",
     }[config.method]
 
 

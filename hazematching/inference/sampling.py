@@ -30,12 +30,12 @@ def method_sampling(
 ) -> SamplingConfig:
     """The sampling settings a model of this method supports, with its default steps filled in.
 
-    The U-Net baseline is trained at t = 0 only and starts without noise: one step and one
-    sample, whatever was asked for. Every other method samples as asked; without `steps`, with
-    the steps its std was calibrated at, else as many steps as its training time grid has points
-    (the times its network was trained at).
+    Point predictors (the U-Net baseline, the unpaired CycleGAN generator) are trained at t = 0
+    only and start without noise: one step and one sample, whatever was asked for. Every other
+    method samples as asked; without `steps`, with the steps its std was calibrated at, else as
+    many steps as its training time grid has points (the times its network was trained at).
     """
-    if config.method == "unet":
+    if config.point_predictor:
         return sampling.model_copy(update={"steps": 1, "samples": 1})
     if sampling.steps is None:
         steps = calibration.steps if calibration is not None else config.time_grid

@@ -2,8 +2,9 @@
 
 A checkpoint holds everything needed to continue training or to predict: the validated training
 configuration, the normalisation statistics, the step count, the network, its EMA copy, the
-optimizer state and the validation history. Loading never unpickles code, so opening a
-checkpoint someone sent you cannot run anything.
+optimizer state and the validation history, plus any state of its method beyond the network
+(`extra`: for unpaired training the blur kernel, discriminators and history buffers). Loading
+never unpickles code, so opening a checkpoint someone sent you cannot run anything.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Checkpoint:
     history: list[dict[str, float]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     calibration: Calibration | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class Checkpoint:
             "history": self.history,
             "data": self.data,
             "calibration": self.calibration.model_dump(mode="json") if self.calibration else None,
+            "extra": self.extra,
         }
 
 
@@ -109,6 +112,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             calibration=(
                 Calibration.model_validate(raw["calibration"]) if raw.get("calibration") else None
             ),
+            extra=dict(raw.get("extra", {})),
         )
     except (KeyError, ValidationError, TypeError, ValueError) as error:
         raise HazeMatchingError(f"incomplete or invalid checkpoint ({error})", path) from error

@@ -28,9 +28,11 @@ from ..fileio import check_output_folder, output_folder, write_json
 from ..inference.loader import trained_model_from
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
 from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
+from .ema import ema_update
 from .flow import GuidedFlowMatching, draw_times
 from .network import build_velocity_net
 from .reflow import PAIR_STREAMS, TeacherPairs, cached_pairs, draw_pairs
+from .unpaired_loop import train_unpaired
 
 _TRAIN_STREAM = 0
 _VAL_STREAM = 1
@@ -45,16 +47,6 @@ class TrainResult:
     step: int
     best_val_loss: float
     history: list[dict[str, float]]
-
-
-def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
-    """ema <- d * ema + (1 - d) * model, with d warmed up as (1 + step) / (10 + step)."""
-    d = min(decay, (1.0 + step) / (10.0 + step))
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-            e.mul_(d).add_(p.detach(), alpha=1.0 - d)
-        for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
 
 
 class _Validator:
@@ -157,8 +149,15 @@ def train(
     if group.world > 1 and device.type == "cuda":
         device = torch.device("cuda", group.local_rank)
     try:
-        if teacher is not None and group.world > 1:
-            raise HazeMatchingError("reflow trains in one process; run it without torchrun")
+        if (teacher is not None or config.method == "cyclegan") and group.world > 1:
+            raise HazeMatchingError(
+                f"{config.method} trains in one process; run it without torchrun"
+            )
+        if config.method == "cyclegan":
+            step, val_loss, history = train_unpaired(
+                data_dir, run_dir, config, previous, device, progress
+            )
+            return TrainResult(run_dir / BEST, run_dir / LAST, step, val_loss, history)
         return _train(data_dir, run_dir, config, previous, teacher, device, group, progress)
     finally:
         stop_process_group(group)
