@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,13 @@ import pytest
 import tifffile
 import torch
 
-from hazematching.config import CycleGANConfig, SamplingConfig, SimulationConfig
+from hazematching.config import CycleGANConfig, SamplingConfig, SimulationConfig, TrainConfig
 from hazematching.data.noise_model import NoiseModel
 from hazematching.data.simulate import simulate, simulate_pair
 from hazematching.data.tiff import read_pair, read_single
+from hazematching.export.check import check_package
 from hazematching.export.package import export_package
-from hazematching.export.recipe import default_recipe
+from hazematching.export.recipe import Maintainer, default_recipe
 from hazematching.inference.loader import load_trained_model
 from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
@@ -27,7 +29,7 @@ from hazematching.training.cyclegan import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
-from hazematching.training.kernel import BlurKernel, gaussian_kernel, kernel_distance
+from hazematching.training.kernel import BlurKernel, gaussian_kernel, kernel_distance, read_psf
 from hazematching.training.loop import TrainResult, train
 from hazematching.training.synthetic_pairs import synthesize_pairs
 from tests.helpers import LinearField, invoke, tiny_train_config
@@ -35,13 +37,14 @@ from tests.helpers import LinearField, invoke, tiny_train_config
 KERNEL = 7
 
 
-def _cyclegan_config(**overrides: object):
-    return tiny_train_config(
-        method="cyclegan",
-        learning_rate=1e-3,
-        cyclegan=CycleGANConfig(kernel_size=KERNEL, scales=2, history=4),
-        **overrides,
-    )
+def _cyclegan_config(**overrides: object) -> TrainConfig:
+    """The tiny network trained as a CycleGAN with a 7 x 7 kernel and 2 discriminator scales."""
+    values: dict[str, object] = {
+        "method": "cyclegan",
+        "learning_rate": 1e-3,
+        "cyclegan": CycleGANConfig(kernel_size=KERNEL, scales=2, history=4),
+    }
+    return tiny_train_config(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -255,9 +258,29 @@ def test_cyclegan_generator_predicts_as_a_point_predictor(
 
 
 def test_cyclegan_exports_and_passes(cyclegan_run: TrainResult, tmp_path: Path) -> None:
-    recipe = default_recipe().model_copy(update={"test_size": 32})
+    maintainer = Maintainer(github_user="octocat", name="Octo Cat")  # GitHub's example account
+    recipe = default_recipe().model_copy(update={"test_size": 32, "maintainers": [maintainer]})
     result = export_package(cyclegan_run.best, tmp_path / "cyclegan.zip", recipe)
     assert result.status == "passed"
+    failed = [r.rule for r in check_package(result.path) if not r.passed]
+    assert not failed
+    with zipfile.ZipFile(result.path) as archive:
+        card = archive.read("README.md").decode()
+    assert "without paired images" in card and f"{KERNEL} x {KERNEL} blur kernel" in card
+    assert "Unpaired: 5 widefield and 5 confocal training" in card
+
+
+def test_non_blind_run_keeps_the_psf_shape(unpaired_dir: Path, tmp_path: Path) -> None:
+    psf = unpaired_dir / "widefield_psf.tif"
+    config = _cyclegan_config(
+        steps=2, val_every=2, cyclegan=CycleGANConfig(kernel_size=KERNEL, scales=2, psf=str(psf))
+    )
+    result = train(unpaired_dir, tmp_path / "run", config, progress=False)
+    kernel = tifffile.imread(result.best.parent / "kernel.tif")
+    np.testing.assert_allclose(kernel, read_psf(psf, KERNEL), atol=1e-6)
+    gain = load_checkpoint(result.best).extra["kernel"]["log_gain"]
+    assert float(gain) != 0.0  # the gain is learned
+    assert json.loads((result.best.parent / "kernel.json").read_text())["distance_learned"] < 0.01
 
 
 def test_cyclegan_is_evaluated_on_pairs(
