@@ -15,6 +15,7 @@ from hazematching.config import CycleGANConfig, SamplingConfig, SimulationConfig
 from hazematching.data.noise_model import NoiseModel
 from hazematching.data.simulate import simulate, simulate_pair
 from hazematching.data.tiff import read_pair, read_single
+from hazematching.errors import HazeMatchingError
 from hazematching.export.check import check_package
 from hazematching.export.package import export_package
 from hazematching.export.recipe import Maintainer, default_recipe
@@ -400,3 +401,23 @@ def test_bad_unpaired_folders_give_one_line_errors(case: str, message: str, tmp_
     lines = done.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_paired_method_on_unpaired_folder_points_to_cyclegan(
+    unpaired_dir: Path, tmp_path: Path
+) -> None:
+    done = invoke("train", unpaired_dir, "--out", tmp_path / "run", "--steps", "2", "--no-progress")
+    assert done.exit_code != 0
+    assert "method 'hazematching' needs pairs; train with --method cyclegan" in done.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_psf_file_is_refused_before_writing(unpaired_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "psf.tif"
+    config = _cyclegan_config(
+        cyclegan=CycleGANConfig(kernel_size=KERNEL, scales=2, psf=str(missing))
+    )
+    with pytest.raises(HazeMatchingError, match="file not found") as error:
+        train(unpaired_dir, tmp_path / "run", config, progress=False)
+    assert str(missing) in str(error.value)
+    assert not (tmp_path / "run").exists()

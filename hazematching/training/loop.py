@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..data.dataset import PairedImages, PatchSampler, load_training_data
 from ..data.normalization import Normalization
+from ..data.unpaired import is_unpaired_folder
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
 from ..inference.loader import trained_model_from
@@ -217,6 +218,12 @@ def _train(
     group: ProcessGroup,
     progress: bool,
 ) -> TrainResult:
+    if is_unpaired_folder(data_dir):
+        raise HazeMatchingError(
+            f"holds unpaired widefield/ and confocal/ folders: method '{config.method}' needs "
+            "pairs; train with --method cyclegan (or synthesize pairs from such a run)",
+            data_dir,
+        )
     train_pairs, val_pairs = load_training_data(data_dir, config.val_fraction, config.seed)
     if previous is not None:
         normalization = previous.normalization

@@ -106,13 +106,13 @@ def train_unpaired(
             val_rng, config.val_patches
         )
     )
+    start_kernel = initial_kernel(config)  # a bad --psf file is refused before any writing
     output_folder(run_dir)
     write_json(run_dir / "config.json", config.model_dump(mode="json"))
 
     settings = config.cyclegan
     torch.manual_seed(config.seed)
     net = build_velocity_net(config.network, p).to(device)
-    start_kernel = initial_kernel(config)
     kernel = BlurKernel(start_kernel, learn_shape=settings.psf is None).to(device)
     critics = {
         side: MultiScaleDiscriminator(settings.scales, settings.discriminator_width).to(device)
