@@ -255,7 +255,9 @@ def test_cyclegan_generator_predicts_as_a_point_predictor(
     with torch.no_grad():
         g = generate(model.velocity.eval(), y)[0, 0].numpy()
     assert np.abs(g - y[0, 0].numpy()).mean() > 1e-4  # trained: not the identity any more
-    np.testing.assert_allclose(result.mmse[0], model.normalization.denormalize_target(g), atol=1e-4)
+    np.testing.assert_allclose(
+        result.mmse[0], model.normalization.denormalize_target(g), rtol=1e-5, atol=1e-3
+    )
 
 
 def test_cyclegan_exports_and_passes(cyclegan_run: TrainResult, tmp_path: Path) -> None:

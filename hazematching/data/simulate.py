@@ -119,7 +119,9 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
     out_dir = check_output_folder(out_dir)
     existing = [*out_dir.glob("*/pair_*.tif"), *out_dir.glob("*/sample_*.tif")]
     if existing:
-        raise HazeMatchingError("already holds simulated images; choose a new folder", out_dir)
+        raise HazeMatchingError(
+            "already holds simulated pairs or images; choose a new folder", out_dir
+        )
     records = (_write_unpaired if config.unpaired else _write_pairs)(out_dir, config, progress)
     write_tiff(out_dir / PSF_FILE, effective_widefield_psf(config), "YX")
     manifest = out_dir / "simulation.json"
