@@ -80,7 +80,7 @@ def kernel_figure(
         (f"learned (distance {record['distance_learned']:.2f})", learned),
         ("true widefield PSF", reference),
     ]
-    figure = Figure(figsize=(11, 2.8))
+    figure = Figure(figsize=(12, 2.8), layout="constrained")
     axes = figure.subplots(1, 4)
     high = max(float(image.max()) for _, image in panels)
     for axis, (title, image) in zip(axes, panels, strict=False):

@@ -260,6 +260,7 @@ def test_cyclegan_generator_predicts_as_a_point_predictor(
     )
 
 
+@pytest.mark.slow  # ~30 s; the U-Net export test covers the point-predictor package by default
 def test_cyclegan_exports_and_passes(cyclegan_run: TrainResult, tmp_path: Path) -> None:
     maintainer = Maintainer(github_user="octocat", name="Octo Cat")  # GitHub's example account
     recipe = default_recipe().model_copy(update={"test_size": 32, "maintainers": [maintainer]})
