@@ -105,7 +105,9 @@ def _number_tuple(text: str | None, kind: type[N]) -> tuple[N, ...] | None:
 @app.command()
 @_reports_errors
 def simulate(
-    out_dir: Path = typer.Argument(..., help="folder to create with train/, val/ and test/"),
+    out_dir: Path = typer.Argument(
+        ..., help="folder to create with train/, val/ and test/ (widefield/, confocal/ if unpaired)"
+    ),
     pairs: int = typer.Option(
         None, help=f"number of image pairs {_default(SimulationConfig, 'pairs')}"
     ),
@@ -165,7 +167,9 @@ def simulate(
 @app.command()
 @_reports_errors
 def train(
-    data_dir: Path = typer.Argument(..., help="folder of pairs (see README: data layouts)"),
+    data_dir: Path = typer.Argument(
+        ..., help="folder of pairs, or of unpaired widefield/ and confocal/ for cyclegan (README)"
+    ),
     out: Path = typer.Option(..., "--out", help="run folder for checkpoints and history"),
     steps: int = typer.Option(None, help=f"total optimizer steps {_default(TrainConfig, 'steps')}"),
     patch_size: int = typer.Option(None, help=f"patch side {_default(TrainConfig, 'patch_size')}"),
@@ -250,7 +254,7 @@ def train(
         CycleGANConfig,
         base.get("cyclegan", {}),
         kernel_size=kernel_size,
-        psf=None if psf is None else str(psf),
+        psf=None if psf is None else str(psf.resolve()),
         kernel_l1=kernel_l1,
     )
     train_config = _build(

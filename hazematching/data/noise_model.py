@@ -3,7 +3,7 @@
 Camera images of photon-limited fluorescence have a noise variance that grows linearly with the
 expected intensity (shot noise scaled by the gain) on top of a constant (read noise). Both are
 estimated from the images themselves, without clean references: a high-pass residual measures
-the local noise, a local mean the signal, and a robust line through (mean, variance) of
+the local noise, a local mean the signal, and a line through (mean, variance) of
 intensity bins gives the two numbers. Widefield images are smooth, so their high-pass residual
 is nearly all noise.
 """
@@ -39,7 +39,10 @@ class NoiseModel(StrictModel):
     """Noise of variance gain * max(signal, 0) + offset, in image intensity units."""
 
     gain: float = Field(ge=0, description="variance per unit of signal (shot noise)")
-    offset: float = Field(ge=0, description="signal-independent variance (read noise squared)")
+    offset: float = Field(
+        description="signal-independent variance (read noise squared; negative when the camera "
+        "adds a baseline, which the variance line then starts below)"
+    )
 
     @classmethod
     def fit(cls, images: Sequence[np.ndarray]) -> NoiseModel:
@@ -47,7 +50,7 @@ class NoiseModel(StrictModel):
 
         Pixels are binned by their local mean (7 x 7) into intensity quantiles; in each bin the
         noise variance is the squared robust spread (1.4826 MAD) of the 3 x 3 high-pass residual;
-        a line through the bins gives gain and offset (each clipped at 0).
+        a least-squares line through the bins gives gain (clipped at 0) and offset.
         """
         means, residuals = [], []
         for image in images:
@@ -59,7 +62,7 @@ class NoiseModel(StrictModel):
         edges = np.quantile(mean, np.linspace(0, 1, _BINS + 1))
         signal, variance = [], []
         for low, high in itertools.pairwise(edges):
-            inside = (mean >= low) & (mean <= high)
+            inside = (mean >= low) & ((mean < high) if high < edges[-1] else (mean <= high))
             if inside.sum() < 100:
                 continue
             r = residual[inside]
@@ -69,9 +72,9 @@ class NoiseModel(StrictModel):
         if len(signal) < 2:
             raise HazeMatchingError("too few distinct intensities to fit a noise model")
         slope, intercept = np.polyfit(signal, variance, 1)
-        return cls(gain=max(float(slope), 0.0), offset=max(float(intercept), 0.0))
+        return cls(gain=max(float(slope), 0.0), offset=float(intercept))
 
     def sample(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """`clean` plus Gaussian noise of the model's variance (float32)."""
-        std = np.sqrt(self.gain * np.clip(clean, 0, None) + self.offset)
+        """`clean` plus Gaussian noise of the model's variance, clipped at 0 (float32)."""
+        std = np.sqrt(np.clip(self.gain * np.clip(clean, 0, None) + self.offset, 0, None))
         return (clean + std * rng.standard_normal(clean.shape)).astype(np.float32)

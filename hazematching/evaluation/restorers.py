@@ -55,7 +55,7 @@ def _checkpoint_restorer(path: Path, sampling: SamplingConfig, device: str) -> R
         update={"keep_samples": True}
     )
     sampler = build_sampler(model, sampling, resolve_device(device), calibrated=False)
-    point = config.method == "unet"
+    point = config.point_predictor
 
     def run(hazy: np.ndarray) -> Restoration:
         result = predict_planes(model, sampler, hazy[None])

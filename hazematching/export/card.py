@@ -185,8 +185,14 @@ def model_card(
         "",
         "## Validation",
         "",
-        f"Validation loss (flow-matching MSE on held-out patches): best {best_val}, last "
-        f"{last_val}. The package's test tensors were produced by `bioimageio.core` from the "
+        (
+            f"Validation loss (the two l1 cycle losses on held-out unpaired patches): last "
+            f"{last_val}. The package's"
+            if config.method == "cyclegan"
+            else f"Validation loss (flow-matching MSE on held-out patches): best {best_val}, "
+            f"last {last_val}. The package's"
+        )
+        + " test tensors were produced by `bioimageio.core` from the "
         "packaged weights and `bioimageio.core.test_model` passed on both weight formats at "
         "export.",
         "",

@@ -39,8 +39,9 @@ def synthesize_pairs(
 ) -> Path:
     """Write `copies` synthetic pairs per confocal plane of `data_dir` into `out_dir`.
 
+    One file per confocal file holds all of its pairs (a stack of planes if more than one).
     Every copy has its own noise draw, from a generator seeded with (seed, plane, copy), so the
-    same inputs and seed give the same files. Returns the path of `synthesis.json`.
+    same inputs and seed give the same files. Returns the path of `synthesis.json`, written last.
     """
     if copies < 1:
         raise HazeMatchingError(f"copies must be at least 1, got {copies}")
@@ -64,21 +65,37 @@ def synthesize_pairs(
     norm = checkpoint.normalization
     output_folder(out_dir)
     records = []
-    planes = list(zip(data.confocal.planes, data.confocal.sources, strict=True))
-    bar = tqdm(total=len(planes) * copies, desc="synthesize", unit="pair", disable=not progress)
-    for index, (confocal, source) in enumerate(planes):
-        with torch.no_grad():
-            blurred = kernel(torch.from_numpy(norm.normalize_target(confocal))[None, None])
-        clean = norm.denormalize_input(blurred[0, 0].numpy())
-        for copy in range(copies):
-            rng = np.random.default_rng([seed, index, copy])
-            stack = np.empty((2, *confocal.shape), dtype=np.float32)
-            stack[TARGET_CHANNEL] = confocal
-            stack[INPUT_CHANNEL] = noise.sample(clean, rng)
-            name = f"synthetic_{index:05d}_{copy}.tif"
-            write_tiff(out_dir / name, stack, "CYX", ["confocal", "widefield (synthetic)"])
-            records.append({"file": name, "confocal": str(source), "seed": [seed, index, copy]})
-            bar.update(1)
+    groups: dict[Path, list[tuple[int, np.ndarray]]] = {}
+    for index, (plane, source) in enumerate(
+        zip(data.confocal.planes, data.confocal.sources, strict=True)
+    ):
+        groups.setdefault(source, []).append((index, plane))
+    bar = tqdm(
+        total=len(data.confocal) * copies, desc="synthesize", unit="pair", disable=not progress
+    )
+    for number, (source, planes) in enumerate(sorted(groups.items())):
+        stacks = []
+        for index, confocal in planes:
+            with torch.no_grad():
+                blurred = kernel(torch.from_numpy(norm.normalize_target(confocal))[None, None])
+            clean = norm.denormalize_input(blurred[0, 0].numpy())
+            for copy in range(copies):
+                rng = np.random.default_rng([seed, index, copy])
+                stack = np.empty((2, *confocal.shape), dtype=np.float32)
+                stack[TARGET_CHANNEL] = confocal
+                stack[INPUT_CHANNEL] = noise.sample(clean, rng)
+                stacks.append(stack)
+                bar.update(1)
+        # every copy and plane of one confocal file in one file, so that a validation split by
+        # file never puts the same target on both sides
+        name = f"synthetic_{number:05d}.tif"
+        if len(stacks) == 1:
+            write_tiff(out_dir / name, stacks[0], "CYX", ["confocal", "widefield (synthetic)"])
+        else:
+            write_tiff(
+                out_dir / name, np.stack(stacks), "ZCYX", ["confocal", "widefield (synthetic)"]
+            )
+        records.append({"file": name, "confocal": str(source), "planes": len(stacks), "seed": seed})
     bar.close()
     manifest = out_dir / MANIFEST
     write_json(

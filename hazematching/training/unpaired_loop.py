@@ -6,10 +6,10 @@ the checkpoint carries, besides the generator, its EMA and its optimizer, the bl
 discriminators, their optimizer and the history buffers (`Checkpoint.extra`).
 
 Without pairs there is no fidelity to select a step by, and the cycle losses are smallest for
-the useless start (G = identity, h = delta), so `best.pt` is the latest checkpoint. The kernel is
-written as `kernel.tif` (sum 1) with every checkpoint; when the data folder holds the simulator's
-`widefield_psf.tif`, the run also reports how close the kernel came to it (`kernel.json`,
-`kernel.png`). That file is only read for this report, never for training.
+a useless trivial solution (G = identity, h = delta), so `best.pt` is the latest checkpoint. The
+kernel is written as `kernel.tif` (sum 1) with every checkpoint; when the data folder holds the
+simulator's `widefield_psf.tif`, the run also reports how close the kernel came to it
+(`kernel.json`, `kernel.png`). That file is only read for this report, never for training.
 """
 
 from __future__ import annotations

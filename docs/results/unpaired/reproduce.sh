@@ -12,10 +12,10 @@ NET=(--steps 1000 --patch-size 64 --batch-size 8 --ema-decay 0.995 --width 32 --
 
 # data: paired training pairs, unpaired training images (each of its own sample, another seed),
 # and held-out pairs of a third seed for the evaluation (its test/ split)
-[ -d "$WORK/paired" ] || $HM simulate "$WORK/paired" --pairs 150 --size 128 --seed 7 --no-progress
-[ -d "$WORK/data" ] || $HM simulate "$WORK/data" --unpaired --pairs 150 --size 128 --seed 11 \
+[ -f "$WORK/paired/simulation.json" ] || $HM simulate "$WORK/paired" --pairs 150 --size 128 --seed 7 --no-progress
+[ -f "$WORK/data/simulation.json" ] || $HM simulate "$WORK/data" --unpaired --pairs 150 --size 128 --seed 11 \
     --no-progress
-[ -d "$WORK/heldout" ] || $HM simulate "$WORK/heldout" --pairs 50 --size 128 --seed 101 \
+[ -f "$WORK/heldout/simulation.json" ] || $HM simulate "$WORK/heldout" --pairs 50 --size 128 --seed 101 \
     --split 0.2,0.4,0.4 --no-progress
 
 # the paired route: HazeMatching and the MSE U-Net
@@ -28,7 +28,7 @@ done
 # on pairs synthesised from the confocal images with that kernel and a fitted noise model
 [ -f "$WORK/cyclegan/best.pt" ] || $HM train "$WORK/data" --out "$WORK/cyclegan" \
     --method cyclegan --kernel-size 31 --lr 5e-4 "${NET[@]}"
-[ -d "$WORK/synthetic" ] || $HM synthesize "$WORK/cyclegan" "$WORK/data" --out "$WORK/synthetic" \
+[ -f "$WORK/synthetic/synthesis.json" ] || $HM synthesize "$WORK/cyclegan" "$WORK/data" --out "$WORK/synthetic" \
     --no-progress
 [ -f "$WORK/synthetic-hazematching/best.pt" ] || $HM train "$WORK/synthetic" \
     --out "$WORK/synthetic-hazematching" --method hazematching --lr 1e-3 "${NET[@]}"
