@@ -139,9 +139,9 @@ def load_training_data(
     return split_by_file(load_pairs(data_dir), val_fraction, seed)
 
 
-def require_min_size(pairs: PairedImages, size: int, what: str) -> None:
+def require_min_size(images: list[np.ndarray], sources: list[Path], size: int, what: str) -> None:
     """Every image must be at least `size` px on each side; `what` names the need."""
-    for image, source in zip(pairs.inputs, pairs.sources, strict=True):
+    for image, source in zip(images, sources, strict=True):
         if min(image.shape) < size:
             raise HazeMatchingError(
                 f"image of size {image.shape[0]}x{image.shape[1]} is smaller than {what} {size}",
@@ -158,7 +158,7 @@ class PatchSampler:
     """
 
     def __init__(self, pairs: PairedImages, normalization: Normalization, patch_size: int):
-        require_min_size(pairs, patch_size, "the patch size")
+        require_min_size(pairs.inputs, pairs.sources, patch_size, "the patch size")
         self.inputs = [normalization.normalize_input(x) for x in pairs.inputs]
         self.targets = [normalization.normalize_target(y) for y in pairs.targets]
         self.patch_size = patch_size

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HazeMatchingError
-from .dataset import area_weights, held_out_files, list_tiffs, random_patches
+from .dataset import (
+    area_weights,
+    held_out_files,
+    list_tiffs,
+    random_patches,
+    require_min_size,
+)
 from .tiff import read_single
 
 WIDEFIELD = "widefield"
@@ -115,13 +121,7 @@ class DomainPatches:
     def __init__(
         self, images: ImageSet, normalize: Callable[[np.ndarray], np.ndarray], patch_size: int
     ):
-        for plane, source in zip(images.planes, images.sources, strict=True):
-            if min(plane.shape) < patch_size:
-                raise HazeMatchingError(
-                    f"image of size {plane.shape[0]}x{plane.shape[1]} is smaller than the patch "
-                    f"size {patch_size}",
-                    source,
-                )
+        require_min_size(images.planes, images.sources, patch_size, "the patch size")
         self.planes = [normalize(plane) for plane in images.planes]
         self.patch_size = patch_size
         self.weights = area_weights(self.planes)

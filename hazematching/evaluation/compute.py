@@ -184,7 +184,7 @@ def evaluate(
     restorer = load_restorer(model_path, sampling, device)
     folder = split_folder(data_dir, "test")
     pairs = load_pairs(folder)
-    require_min_size(pairs, SSIM_WINDOW, "the MS-SSIM window")
+    require_min_size(pairs.inputs, pairs.sources, SSIM_WINDOW, "the MS-SSIM window")
     if (weights.alexnet is None) != (weights.lpips is None):
         raise HazeMatchingError("LPIPS needs both --alexnet-weights and --lpips-weights")
     lpips = Lpips(weights.alexnet, weights.lpips) if weights.alexnet and weights.lpips else None
