@@ -20,9 +20,11 @@ from pydantic import BaseModel, ValidationError
 from .config import (
     CycleGANConfig,
     NetworkConfig,
+    RandomizationConfig,
     SamplingConfig,
     SimulationConfig,
     TrainConfig,
+    load_toml,
 )
 from .errors import CalibrationMismatch, HazeMatchingError, describe_validation_error
 
@@ -140,10 +142,28 @@ def simulate(
         help="write unmatched widefield/ and confocal/ folders (each image of its own sample) "
         "for `train --method cyclegan`, PAIRS images per side",
     ),
+    randomize: bool = typer.Option(
+        False,
+        help="domain randomisation: every pair draws its own optics, noise and structures from "
+        "the default ranges (those of the bundled model; see RandomizationConfig)",
+    ),
+    ranges: Path = typer.Option(
+        None,
+        help="TOML file of randomisation ranges (fields of RandomizationConfig; unnamed ones keep "
+        "their defaults); implies --randomize",
+    ),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Simulate paired widefield (hazy) / confocal (clean) images as 2-channel TIFFs."""
     from .data.simulate import simulate as run
+
+    randomization = (
+        load_toml(ranges, RandomizationConfig, "randomisation ranges")
+        if ranges is not None
+        else RandomizationConfig()
+        if randomize
+        else None
+    )
 
     config = _build(
         SimulationConfig,
@@ -158,6 +178,7 @@ def simulate(
         read_noise=read_noise,
         defocus_brightness=defocus_brightness,
         unpaired=unpaired or None,
+        randomize=randomization,
     )
     manifest = run(out_dir, config, progress=progress)
     what = "unpaired images per side" if config.unpaired else "pairs"

@@ -7,19 +7,119 @@ wrote to disk.
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import HazeMatchingError, describe_validation_error
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 Method = Literal["hazematching", "reflow", "indi", "unet", "cyclegan"]
 METHODS: tuple[str, ...] = ("hazematching", "reflow", "indi", "unet", "cyclegan")
 POINT_PREDICTORS: tuple[str, ...] = ("unet", "cyclegan")
+PsfModel = Literal["scalar", "vectorial", "gaussian"]
+Structure = Literal["filaments", "blobs", "membranes", "puncta", "tissue", "vesicles"]
+Interval = tuple[float, float]
 
 
 class StrictModel(BaseModel):
     """Strict base of every configuration: unknown fields are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=StrictModel)
+
+
+def load_toml(path: Path, model: type[M], what: str) -> M:
+    """Read and validate a TOML file as `model`; errors name the file and the problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise HazeMatchingError(f"{what} not found", path) from error
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise HazeMatchingError(f"cannot read {what} ({error})", path) from error
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise HazeMatchingError(
+            f"invalid {what} ({describe_validation_error(error)})", path
+        ) from error
+
+
+def _check_interval(name: str, value: Interval, low: float, high: float) -> None:
+    """Raise if `value` is not an ordered pair within [low, high]."""
+    if not (low <= value[0] <= value[1] <= high):
+        raise ValueError(f"{name} must be an ordered pair (low <= high) within [{low}, {high}]")
+
+
+class RandomizationConfig(StrictModel):
+    """Ranges from which every simulated pair draws its own microscope and sample.
+
+    Domain randomisation: a model trained on pairs that differ in optics, noise and structure
+    learns what they share instead of one simulator's quirks. Each pair draws every factor
+    independently (photon levels log-uniformly, the rest uniformly); a range with equal ends pins
+    a factor. The NA is drawn below 0.95 x the drawn immersion index. Each structure type of
+    `structures` is present with probability `structure_probability` (at least one per pair) at a
+    density drawn from its range (objects per 100 um^2; for `tissue` the brightness of the
+    texture). The defaults are the ranges of the bundled model.
+    """
+
+    psf_models: tuple[PsfModel, ...] = Field(
+        ("scalar", "vectorial", "gaussian"), min_length=1, description="PSF models to draw from"
+    )
+    numerical_aperture: Interval = (0.8, 1.35)
+    immersion_index: Interval = (1.33, 1.52)
+    emission_nm: Interval = (450.0, 680.0)
+    stokes_shift_nm: Interval = Field((20.0, 60.0), description="emission - excitation")
+    pixel_um: Interval = (0.065, 0.16)
+    thickness_um: Interval = (3.0, 10.0)
+    defocus_brightness: Interval = (0.5, 2.0)
+    background: Interval = Field((0.0, 0.2), description="widefield offset / signal peak")
+    widefield_photons: Interval = (30.0, 1000.0)
+    confocal_photons: Interval = (1000.0, 5000.0)
+    read_noise: Interval = (0.5, 4.0)
+    spherical_aberration: Interval = Field((0.0, 0.0), description="waves RMS (scalar PSF)")
+    astigmatism: Interval = Field((0.0, 0.0), description="waves RMS (scalar PSF)")
+    structures: dict[Structure, Interval] = Field(
+        default_factory=lambda: {
+            "filaments": (2.0, 12.0),
+            "blobs": (0.3, 2.0),
+            "membranes": (0.3, 2.0),
+            "puncta": (10.0, 60.0),
+            "tissue": (0.1, 0.5),
+        },
+        min_length=1,
+    )
+    structure_probability: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ranges_are_physical(self) -> RandomizationConfig:
+        _check_interval("numerical_aperture", self.numerical_aperture, 0.1, 1.5)
+        _check_interval("immersion_index", self.immersion_index, 1.0, 1.6)
+        _check_interval("emission_nm", self.emission_nm, 250.0, 1150.0)
+        _check_interval("stokes_shift_nm", self.stokes_shift_nm, 0.0, 200.0)
+        _check_interval("pixel_um", self.pixel_um, 1e-3, 10.0)
+        _check_interval("thickness_um", self.thickness_um, 0.3, 100.0)
+        _check_interval("defocus_brightness", self.defocus_brightness, 1e-3, 100.0)
+        _check_interval("background", self.background, 0.0, 10.0)
+        _check_interval("widefield_photons", self.widefield_photons, 1e-3, 1e9)
+        _check_interval("confocal_photons", self.confocal_photons, 1e-3, 1e9)
+        _check_interval("read_noise", self.read_noise, 0.0, 1e6)
+        _check_interval("spherical_aberration", self.spherical_aberration, 0.0, 2.0)
+        _check_interval("astigmatism", self.astigmatism, 0.0, 2.0)
+        for name, interval in self.structures.items():
+            _check_interval(f"structures.{name}", interval, 0.0, 1e4)
+        if self.numerical_aperture[0] >= 0.95 * self.immersion_index[0]:
+            raise ValueError("the lowest NA must be below 0.95 x the lowest immersion index")
+        return self
 
 
 class SimulationConfig(StrictModel):
@@ -49,8 +149,22 @@ class SimulationConfig(StrictModel):
     filaments: float = Field(6.0, ge=0, description="filaments per 100 um^2 of field")
     blobs: float = Field(1.0, ge=0, description="nucleus-like blobs per 100 um^2 of field")
     membranes: float = Field(1.0, ge=0, description="membrane shells per 100 um^2 of field")
+    puncta: float = Field(0.0, ge=0, description="sub-resolution spots per 100 um^2 of field")
+    tissue: float = Field(0.0, ge=0, description="brightness of a dense tissue-like texture")
+    vesicles: float = Field(0.0, ge=0, description="small hollow vesicles per 100 um^2 of field")
     defocus_brightness: float = Field(
         1.0, gt=0, description="brightness of structures away from the focal plane (haze source)"
+    )
+    psf_model: PsfModel = Field("scalar", description="optical model of both PSFs")
+    spherical_aberration: float = Field(0.0, ge=0, description="waves RMS (scalar PSF only)")
+    astigmatism: float = Field(0.0, ge=0, description="waves RMS (scalar PSF only)")
+    background: float = Field(
+        0.0, ge=0, description="widefield background (stray light, autofluorescence) / signal peak"
+    )
+    randomize: RandomizationConfig | None = Field(
+        None,
+        description="draw every pair's microscope and sample from these ranges instead of using "
+        "the fixed values above (domain randomisation)",
     )
     unpaired: bool = Field(
         False,
@@ -64,6 +178,12 @@ class SimulationConfig(StrictModel):
         if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6 or value[0] <= 0:
             raise ValueError("split must be three non-negative fractions summing to 1, train > 0")
         return value
+
+    @model_validator(mode="after")
+    def _na_below_immersion_index(self) -> SimulationConfig:
+        if self.numerical_aperture >= self.immersion_index:
+            raise ValueError("numerical_aperture must be below immersion_index")
+        return self
 
     @property
     def planes(self) -> int:

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from hazematching.config import SimulationConfig
-from hazematching.data.psf import confocal_psf, widefield_psf
+from hazematching.data.psf import confocal_psf, emission_psf
 from hazematching.data.render import axial_offsets, render_focal_plane
 from hazematching.data.simulate import assign_splits, simulate, simulate_pair
 from hazematching.errors import HazeMatchingError
@@ -38,24 +38,10 @@ def test_fourier_rendering_matches_direct_convolution() -> None:
 
 def test_widefield_keeps_defocused_energy_confocal_removes_it() -> None:
     offsets = axial_offsets(11, 0.3)  # -3 um .. 3 um
-    wf = widefield_psf(
-        64,
-        OPTICS["pixel_um"],
-        offsets,
-        OPTICS["numerical_aperture"],
-        OPTICS["immersion_index"],
-        520.0,
-    )
-    cf = confocal_psf(
-        64,
-        OPTICS["pixel_um"],
-        offsets,
-        OPTICS["numerical_aperture"],
-        OPTICS["immersion_index"],
-        488.0,
-        520.0,
-        1.0,
-    )
+    optics = (64, OPTICS["pixel_um"], offsets, OPTICS["numerical_aperture"])
+    wf = emission_psf("scalar", *optics, OPTICS["immersion_index"], 520.0)
+    excitation = emission_psf("scalar", *optics, OPTICS["immersion_index"], 488.0)
+    cf = confocal_psf(wf, excitation, *optics[1:], 520.0, 1.0)
     wf_energy = wf.sum(axis=(1, 2))
     cf_energy = cf.sum(axis=(1, 2))
     np.testing.assert_allclose(wf_energy, 1.0, rtol=1e-9)  # Parseval: every plane carries it all

@@ -1,4 +1,5 @@
-"""Procedural 3D fluorescent samples: filaments, nucleus-like blobs and membrane shells.
+"""Procedural 3D fluorescent samples: filaments, nucleus-like blobs, membrane shells, puncta,
+tissue-like texture and small vesicles.
 
 Volumes are periodic in y and x (structures wrap around), which matches the FFT image formation
 of `render.py` exactly. Object counts scale with the lateral field of view, so densities do not
@@ -52,6 +53,32 @@ def _ellipsoid_radius(
     return np.sqrt(dz**2 + dy**2 + dx**2)
 
 
+def _puncta(rng: np.random.Generator, shape: tuple[int, int, int], count: int) -> np.ndarray:
+    """Sub-resolution spots (single molecules, small vesicles): points blurred by ~1 px."""
+    points = np.zeros(shape)
+    if count:
+        index = tuple(rng.integers(0, n, count) for n in shape)
+        np.add.at(points, index, rng.uniform(0.5, 1.5, count))
+    return ndimage.gaussian_filter(points, sigma=(0.5, 0.7, 0.7), mode="wrap") * 4.0
+
+
+def _tissue(
+    rng: np.random.Generator, shape: tuple[int, int, int], um_to_px: float, um_to_planes: float
+) -> np.ndarray:
+    """Dense, space-filling texture (cells packed in tissue): band-limited noise in [0, 1].
+
+    The product of a cell-scale (~2 um) and a finer (~0.5 um) rectified noise field gives
+    patchy, cell-sized regions with internal texture everywhere in the volume.
+    """
+    fields = []
+    for scale_um in (2.0, 0.5):
+        sigma = (scale_um * um_to_planes / 2, scale_um * um_to_px, scale_um * um_to_px)
+        field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=sigma, mode="wrap")
+        fields.append(np.maximum(field / (field.std() + 1e-12), 0.0))
+    texture = fields[0] * fields[1]
+    return texture / (np.percentile(texture, 99.9) + 1e-12)
+
+
 def random_volume(rng: np.random.Generator, config: SimulationConfig, size: int) -> np.ndarray:
     """A (planes, size, size) float64 fluorescence density with the configured structures."""
     planes = config.planes
@@ -84,6 +111,18 @@ def random_volume(rng: np.random.Generator, config: SimulationConfig, size: int)
         r = _ellipsoid_radius(shape, centre, radii)
         shell = np.exp(-(((r - 1.0) * radii[1] / 0.8) ** 2))
         volume += rng.uniform(0.3, 0.8) * shell
+
+    if config.puncta > 0:
+        volume += _puncta(rng, shape, _object_count(rng, config.puncta, area_um2))
+    if config.tissue > 0:
+        volume += config.tissue * _tissue(rng, shape, um_to_px, um_to_planes)
+    for _ in range(_object_count(rng, config.vesicles, area_um2)):
+        centre = rng.uniform((0, 0, 0), shape)
+        radius_um = rng.uniform(0.3, 0.8)
+        radii = np.array([radius_um * um_to_planes, radius_um * um_to_px, radius_um * um_to_px])
+        r = _ellipsoid_radius(shape, centre, radii)
+        wall_px = max(0.6, 0.08 * um_to_px)
+        volume += rng.uniform(0.4, 1.0) * np.exp(-(((r - 1.0) * radii[1] / wall_px) ** 2))
 
     if config.defocus_brightness != 1.0:
         depth_um = np.abs(np.arange(planes) - planes // 2) * config.z_step_um

@@ -1,8 +1,10 @@
 """Paired widefield/confocal images of procedural 3D samples, written as training data.
 
 Each pair comes from its own random volume, imaged at the volume's central plane through a
-widefield and a confocal PSF, with Poisson photon noise and Gaussian read noise. Pair i depends
-only on (seed, i), so asking for more pairs keeps the first ones unchanged. Whole pairs are
+widefield and a confocal PSF, with Poisson photon noise and Gaussian read noise. With
+randomisation ranges, each pair first draws its own optics, noise and structures
+(`randomization.py`). Pair i depends only on (seed, i), so asking for more pairs keeps the first
+ones unchanged. Whole pairs are
 assigned to train/val/test, so no sample is seen in two splits.
 """
 
@@ -20,7 +22,8 @@ from ..config import SimulationConfig
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
 from .phantom import random_volume
-from .psf import confocal_psf, widefield_psf
+from .psf import confocal_psf, emission_psf
+from .randomization import condition_record, draw_condition
 from .render import axial_offsets, render_focal_plane
 from .tiff import INPUT_CHANNEL, TARGET_CHANNEL, write_tiff
 from .unpaired import CONFOCAL, WIDEFIELD
@@ -43,32 +46,84 @@ class SimulatedPair:
 def _psfs(config: SimulationConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(widefield, confocal) PSF stacks for every axial offset of the volume."""
     offsets = axial_offsets(config.planes, config.z_step_um)
-    optics = (size, config.pixel_um, offsets, config.numerical_aperture, config.immersion_index)
-    widefield = widefield_psf(*optics, config.emission_nm)
-    confocal = confocal_psf(*optics, config.excitation_nm, config.emission_nm, config.pinhole_au)
+    optics = (
+        config.psf_model,
+        size,
+        config.pixel_um,
+        offsets,
+        config.numerical_aperture,
+        config.immersion_index,
+    )
+    aberrations = {
+        "spherical_waves": config.spherical_aberration,
+        "astigmatism_waves": config.astigmatism,
+    }
+    widefield = emission_psf(*optics, config.emission_nm, **aberrations)
+    excitation = emission_psf(*optics, config.excitation_nm, **aberrations)
+    confocal = confocal_psf(
+        widefield,
+        excitation,
+        config.pixel_um,
+        offsets,
+        config.numerical_aperture,
+        config.emission_nm,
+        config.pinhole_au,
+    )
     return widefield, confocal
 
 
 def _add_noise(
-    rng: np.random.Generator, clean: np.ndarray, photons: float, read_noise: float
+    rng: np.random.Generator,
+    clean: np.ndarray,
+    photons: float,
+    read_noise: float,
+    background: float = 0.0,
 ) -> np.ndarray:
-    """Scale so the 99.9th percentile receives `photons`, then Poisson + Gaussian read noise."""
+    """Scale so the 99.9th percentile receives `photons`, add a uniform background of
+    `background` x `photons`, then Poisson + Gaussian read noise."""
     peak = float(np.percentile(clean, 99.9))
     expected = np.clip(clean, 0, None) * (photons / peak if peak > 0 else 0.0)
+    if background > 0:
+        expected = expected + background * photons
     noisy = rng.poisson(expected).astype(np.float64)
     return (noisy + rng.normal(0.0, read_noise, clean.shape)).astype(np.float32)
 
 
+def _non_empty_volume(
+    config: SimulationConfig, index: int
+) -> tuple[np.random.Generator, np.ndarray]:
+    """The random stream and volume of pair `index`, redrawn while the volume is empty.
+
+    Sparse structures in a small field can come out with no object at all; such a pair would
+    be pure noise. Redraws use the streams (seed, index, attempt), so the first draw, and with it
+    every non-empty pair, is the same as without this check.
+    """
+    for attempt in range(100):
+        key = [config.seed, index] if attempt == 0 else [config.seed, index, 2, attempt]
+        rng = np.random.default_rng(key)
+        volume = random_volume(rng, config, config.size)
+        if volume.max() > 0:
+            return rng, volume
+    raise HazeMatchingError(
+        f"pair {index}: 100 draws gave an empty sample; raise the structure densities"
+    )
+
+
 def simulate_pair(config: SimulationConfig, index: int) -> SimulatedPair:
-    """The pair number `index` of a simulation (deterministic in config.seed and index)."""
-    rng = np.random.default_rng([config.seed, index])
-    volume = random_volume(rng, config, config.size)
+    """The pair number `index` of a simulation (deterministic in config.seed and index).
+
+    The confocal image has no background: its pinhole rejects stray and out-of-focus light.
+    """
+    config = draw_condition(config, index)
+    rng, volume = _non_empty_volume(config, index)
     widefield_psf_stack, confocal_psf_stack = _psfs(config, config.size)
     focal = config.planes // 2
     wf_clean = render_focal_plane(volume, widefield_psf_stack, focal)
     cf_clean = render_focal_plane(volume, confocal_psf_stack, focal)
     return SimulatedPair(
-        widefield=_add_noise(rng, wf_clean, config.widefield_photons, config.read_noise),
+        widefield=_add_noise(
+            rng, wf_clean, config.widefield_photons, config.read_noise, config.background
+        ),
         confocal=_add_noise(rng, cf_clean, config.confocal_photons, config.read_noise),
         widefield_clean=wf_clean.astype(np.float32),
         confocal_clean=cf_clean.astype(np.float32),
@@ -81,8 +136,10 @@ def effective_widefield_psf(config: SimulationConfig) -> np.ndarray:
     A sample with the same content in every plane images at the focal plane as that content
     convolved with the sum of the widefield PSF over the planes' defocus, so this is the PSF a
     2D deconvolution (Richardson-Lucy) can use for the simulated haze. It sums to 1; the optical
-    axis is at pixel (size // 2, size // 2).
+    axis is at pixel (size // 2, size // 2). Randomised simulations have no single PSF.
     """
+    if config.randomize is not None:
+        raise HazeMatchingError("a randomised simulation has no single widefield PSF")
     widefield, _ = _psfs(config, config.size)
     focal = config.planes // 2
     index = np.arange(config.planes) - focal + config.planes - 1
@@ -123,7 +180,8 @@ def simulate(out_dir: Path, config: SimulationConfig, *, progress: bool = True) 
             "already holds simulated pairs or images; choose a new folder", out_dir
         )
     records = (_write_unpaired if config.unpaired else _write_pairs)(out_dir, config, progress)
-    write_tiff(out_dir / PSF_FILE, effective_widefield_psf(config), "YX")
+    if config.randomize is None:
+        write_tiff(out_dir / PSF_FILE, effective_widefield_psf(config), "YX")
     manifest = out_dir / "simulation.json"
     write_json(
         manifest,
@@ -156,7 +214,12 @@ def _write_pairs(out_dir: Path, config: SimulationConfig, progress: bool) -> lis
         relative = Path(splits[index]) / f"pair_{index:05d}.tif"
         write_tiff(out_dir / relative, stack, "CYX", ["confocal", "widefield"])
         records.append(
-            {"file": relative.as_posix(), "split": splits[index], "seed": [config.seed, index]}
+            {
+                "file": relative.as_posix(),
+                "split": splits[index],
+                "seed": [config.seed, index],
+                **_condition(config, index),
+            }
         )
     return records
 
@@ -172,5 +235,19 @@ def _write_unpaired(out_dir: Path, config: SimulationConfig, progress: bool) -> 
         side, image = (WIDEFIELD, pair.widefield) if index % 2 == 0 else (CONFOCAL, pair.confocal)
         relative = Path(side) / f"sample_{index:05d}.tif"
         write_tiff(out_dir / relative, image, "YX")
-        records.append({"file": relative.as_posix(), "side": side, "seed": [config.seed, index]})
+        records.append(
+            {
+                "file": relative.as_posix(),
+                "side": side,
+                "seed": [config.seed, index],
+                **_condition(config, index),
+            }
+        )
     return records
+
+
+def _condition(config: SimulationConfig, index: int) -> dict[str, object]:
+    """{"condition": drawn factors} of a randomised pair, nothing for a fixed configuration."""
+    if config.randomize is None:
+        return {}
+    return {"condition": condition_record(draw_condition(config, index))}

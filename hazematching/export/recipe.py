@@ -6,19 +6,12 @@ recipe fails loudly instead of being silently ignored.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from ..bioimage.github import GITHUB_USER_MAX, GITHUB_USER_PATTERN
-from ..config import SamplingConfig, StrictModel
-from ..errors import HazeMatchingError, describe_validation_error
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from ..config import SamplingConfig, StrictModel, load_toml
 
 PAPER_URL = "https://arxiv.org/abs/2506.22397"
 PAPER_CITATION = (
@@ -130,18 +123,7 @@ def default_recipe() -> ExportRecipe:
 def load_recipe(path: Path) -> ExportRecipe:
     """Read and validate a TOML recipe; relative `test_image`, `evaluation` start at its folder."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise HazeMatchingError("recipe not found", path) from error
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise HazeMatchingError(f"cannot read recipe ({error})", path) from error
-    try:
-        recipe = ExportRecipe.model_validate(data)
-    except ValidationError as error:
-        raise HazeMatchingError(
-            f"invalid recipe ({describe_validation_error(error)})", path
-        ) from error
+    recipe = load_toml(path, ExportRecipe, "recipe")
     relative = {
         key: path.parent / value
         for key, value in (("test_image", recipe.test_image), ("evaluation", recipe.evaluation))
