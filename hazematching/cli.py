@@ -21,6 +21,7 @@ from .config import (
     CycleGANConfig,
     NetworkConfig,
     RandomizationConfig,
+    RobustnessPlan,
     SamplingConfig,
     SimulationConfig,
     TrainConfig,
@@ -462,6 +463,49 @@ def evaluate(
         f"{result.name}: MMSE range-invariant PSNR {mmse['ri_psnr']:.2f} dB (hazy input "
         f"{result.overall['input']['ri_psnr']:.2f} dB); report {result.summary}"
     )
+
+
+@app.command()
+@_reports_errors
+def robustness(
+    models: list[Path] = typer.Argument(
+        ..., help="models to measure (anything `evaluate` takes), each on every condition"
+    ),
+    conditions: Path = typer.Option(
+        ..., help="TOML plan of held-out conditions, e.g. packaging/robustness.toml"
+    ),
+    out: Path = typer.Option(..., "--out", help="folder for test sets, reports and the table"),
+    names: str = typer.Option(
+        None, help="comma-separated model names [default: each model's file or folder name]"
+    ),
+    samples: int = typer.Option(
+        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
+    ),
+    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
+    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Measure models on held-out conditions outside their training ranges; write a table."""
+    from .evaluation.robustness import ModelEntry
+    from .evaluation.robustness import robustness as run
+
+    plan = load_toml(conditions, RobustnessPlan, "robustness plan")
+    options = {"samples": samples, "steps": steps, "seed": seed}
+    sampling = (
+        _build(SamplingConfig, {}, **options)
+        if any(v is not None for v in options.values())
+        else None
+    )
+    given = [n.strip() for n in names.split(",")] if names else []
+    if given and len(given) != len(models):
+        raise HazeMatchingError(f"--names gives {len(given)} names for {len(models)} models")
+    entries = [
+        ModelEntry(given[i] if given else (path.stem if path.is_file() else path.name), path)
+        for i, path in enumerate(models)
+    ]
+    table = run(entries, plan, out, sampling, device=device or "auto", progress=progress)
+    typer.echo(f"wrote {table} and {table.with_suffix('.md')}")
 
 
 @app.command("richardson-lucy")

@@ -133,7 +133,8 @@ class SimulationConfig(StrictModel):
     size: int = Field(128, ge=16, le=4096, description="side of each square image in pixels")
     seed: int = Field(0, ge=0, description="seed of every random choice of the simulation")
     split: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1), description="fractions of pairs for train, val and test"
+        (0.8, 0.1, 0.1),
+        description="fractions of pairs for train, val and test (0,0,1: a test set only)",
     )
     pixel_um: float = Field(0.1, gt=0, description="lateral pixel size")
     z_step_um: float = Field(0.3, gt=0, description="axial voxel size of the 3D sample")
@@ -175,8 +176,8 @@ class SimulationConfig(StrictModel):
     @field_validator("split")
     @classmethod
     def _split_sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6 or value[0] <= 0:
-            raise ValueError("split must be three non-negative fractions summing to 1, train > 0")
+        if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("split must be three non-negative fractions summing to 1")
         return value
 
     @model_validator(mode="after")
@@ -189,6 +190,57 @@ class SimulationConfig(StrictModel):
     def planes(self) -> int:
         """Number of axial planes of the simulated volume."""
         return max(1, round(self.thickness_um / self.z_step_um))
+
+
+class RobustnessCondition(StrictModel):
+    """One held-out test condition of a robustness evaluation: how its pairs are simulated."""
+
+    description: str = Field(..., min_length=1, description="what is different, for the table")
+    out_of_range: str = Field(
+        "", description="the factor outside the training ranges ('' for an in-range condition)"
+    )
+    reference: bool = Field(
+        False, description="the in-range condition that every other gain is compared with"
+    )
+    randomize: bool = Field(True, description="draw each pair from `ranges`")
+    ranges: RandomizationConfig = Field(
+        default_factory=RandomizationConfig, description="ranges; unnamed fields keep defaults"
+    )
+    simulation: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="fixed SimulationConfig values (without randomize: the whole condition)",
+    )
+
+    @field_validator("simulation")
+    @classmethod
+    def _no_bookkeeping(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+        reserved = {"pairs", "size", "seed", "split", "randomize", "unpaired"} & set(value)
+        if reserved:
+            raise ValueError(f"{sorted(reserved)} are set by the plan, not per condition")
+        return value
+
+
+class RobustnessPlan(StrictModel):
+    """Held-out conditions on which `hazematching robustness` measures a model.
+
+    Every condition gets `pairs` test pairs of `size` px simulated with `seed` (a seed no
+    training set uses), so all models meet the same images.
+    """
+
+    pairs: int = Field(20, ge=1)
+    size: int = Field(128, ge=32, le=4096)
+    seed: int = Field(303, ge=0)
+    conditions: dict[str, RobustnessCondition] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _one_reference_and_plain_names(self) -> RobustnessPlan:
+        references = [name for name, c in self.conditions.items() if c.reference]
+        if len(references) != 1:
+            raise ValueError(f"exactly one condition must be the reference, got {references}")
+        for name in self.conditions:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"condition name {name!r} may only hold letters, digits, - and _")
+        return self
 
 
 class NetworkConfig(StrictModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from hazematching.config import SimulationConfig
 from hazematching.data.simulate import simulate
 from hazematching.training.loop import TrainResult, train
-from tests.helpers import EXAMPLES, run, tiny_train_config
+from hazematching.uncertainty.calibrate import calibrate
+from tests.helpers import EVAL_SAMPLING, EXAMPLES, run, tiny_train_config
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,14 @@ def trained(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainRes
     """A checkpoint of the tiny network after a few steps."""
     run = tmp_path_factory.mktemp("run") / "run"
     return train(sim_dir, run, tiny_train_config(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def calibrated_checkpoint(
+    trained: TrainResult, sim_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A copy of the tiny checkpoint, calibrated on the validation split at EVAL_SAMPLING."""
+    path = tmp_path_factory.mktemp("evalcal") / "best.pt"
+    shutil.copyfile(trained.best, path)
+    calibrate(path, sim_dir, sampling=EVAL_SAMPLING, bins=4, progress=False)
+    return path

@@ -21,12 +21,14 @@ import torch
 from torch import Tensor, nn
 from typer.testing import CliRunner, Result
 
-from hazematching.config import NetworkConfig, TrainConfig
+from hazematching.config import NetworkConfig, SamplingConfig, TrainConfig
 from hazematching.inference.sampler import VelocityNet
 from hazematching.training.network import build_velocity_net
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXE = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")
+#: Sampling of the evaluation tests: enough samples for a std, few steps for speed.
+EVAL_SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
 TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), attention_downsample=())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -27,12 +26,9 @@ from hazematching.metrics.perceptual import LPIPS_LAYERS, Lpips
 from hazematching.metrics.resolution import fourier_ring_correlation
 from hazematching.metrics.similarity import percentile_normalize
 from hazematching.metrics.swd import swd
-from hazematching.training.loop import TrainResult
 from hazematching.training.richardson_lucy import deconvolve, fit_richardson_lucy
-from hazematching.uncertainty.calibrate import calibrate
+from tests.helpers import EVAL_SAMPLING as SAMPLING
 from tests.helpers import run
-
-SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +36,6 @@ def rl_model(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rl")
     fit_richardson_lucy(sim_dir / PSF_FILE, sim_dir, out, max_iterations=5, progress=False)
     return out
-
-
-@pytest.fixture(scope="module")
-def calibrated_checkpoint(
-    trained: TrainResult, sim_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    path = tmp_path_factory.mktemp("evalcal") / "best.pt"
-    shutil.copyfile(trained.best, path)
-    calibrate(path, sim_dir, sampling=SAMPLING, bins=4, progress=False)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -155,7 +155,7 @@ def assign_splits(config: SimulationConfig) -> list[str]:
         if config.split[k] > 0 and counts[k] == 0 and n >= 3:
             counts[k] = 1
     counts[0] = n - counts[1] - counts[2]
-    if counts[0] < 1:
+    if counts[0] < (1 if config.split[0] > 0 else 0):
         raise HazeMatchingError(f"{n} pairs are too few for the split {config.split}")
     labels = [name for name, count in zip(SPLITS, counts, strict=True) for _ in range(count)]
     order = np.random.default_rng(config.seed).permutation(n)

@@ -142,25 +142,54 @@ def _image_metrics(
     return metrics
 
 
+def _spread(
+    calibrated: list[np.ndarray], errors: list[np.ndarray], ranges: list[float]
+) -> dict[str, float]:
+    """How the calibrated std compares with the error it is meant to predict.
+
+    `std_to_error` is the mean calibrated std over the RMS error of all test pixels (1 when the
+    std is right on average, below 1 when it is overconfident). `std_rel` and `error_rel` are the
+    per-image mean std and RMS error as fractions of the target's 0.1-99.9 percentile range,
+    averaged over images: comparable across data sets of different brightness.
+    """
+    std, error = np.concatenate(calibrated), np.concatenate(errors)
+    return {
+        "std_to_error": float(std.mean() / np.sqrt(np.mean(error**2))),
+        "std_rel": float(np.mean([s.mean() / r for s, r in zip(calibrated, ranges, strict=True)])),
+        "error_rel": float(
+            np.mean([np.sqrt(np.mean(e**2)) / r for e, r in zip(errors, ranges, strict=True)])
+        ),
+    }
+
+
 def _calibration_check(
-    restorer: Restorer, stds: list[np.ndarray], errors: list[np.ndarray], bins: int
+    restorer: Restorer,
+    stds: list[np.ndarray],
+    errors: list[np.ndarray],
+    ranges: list[float],
+    bins: int,
 ) -> tuple[dict[str, Any], Any, Any] | None:
-    """Calibration error on the test pixels, raw and calibrated (z-scores of the target)."""
+    """Calibration error on the test pixels, raw and calibrated (z-scores of the target), and
+    the calibrated std against the error (`_spread`, in target units)."""
     if not stds:
         return None
-    std = np.concatenate(stds) / restorer.std_unit
-    error = np.concatenate(errors) / restorer.std_unit
+    unit = restorer.std_unit
+    std = np.concatenate(stds) / unit
+    error = np.concatenate(errors) / unit
     if restorer.std_is_calibrated:
         after = bin_by_std(std, error, bins)
-        return {"calibrated_error": calibration_error(after), "raw_error": None}, None, after
+        numbers: dict[str, Any] = {"calibrated_error": calibration_error(after), "raw_error": None}
+        return {**numbers, **_spread(stds, errors, ranges)}, None, after
     before = bin_by_std(std, error, bins)
-    numbers: dict[str, Any] = {"raw_error": calibration_error(before), "calibrated_error": None}
+    numbers = {"raw_error": calibration_error(before), "calibrated_error": None}
     after = None
     if restorer.calibration is not None:
         c = restorer.calibration
         after = bin_by_std(c.std_scale * std + c.std_offset, error, bins)
         numbers["calibrated_error"] = calibration_error(after)
         numbers["std_scale"], numbers["std_offset"] = c.std_scale, c.std_offset
+        calibrated = [(c.std_scale * s / unit + c.std_offset) * unit for s in stds]
+        numbers.update(_spread(calibrated, errors, ranges))
     return numbers, before, after
 
 
@@ -196,7 +225,7 @@ def evaluate(
         raise HazeMatchingError(f"method name {name!r} may only hold letters, digits, - and _")
 
     names = _image_names(pairs.sources)
-    images, panels_per_image, stds, errors = [], [], [], []
+    images, panels_per_image, stds, errors, ranges = [], [], [], [], []
     fid_sample, fid_target = [], []
     normalised: dict[str, list[np.ndarray]] = {"target": [], "input": [], "mmse": [], "sample": []}
     items = list(zip(names, pairs.inputs, pairs.targets, strict=True))
@@ -219,6 +248,8 @@ def evaluate(
         if result.std is not None:
             stds.append(result.std.ravel())
             errors.append((result.mmse - target).ravel())
+            low, high = np.percentile(target, [0.1, 99.9])
+            ranges.append(float(high - low) + 1e-12)
         normalised["target"].append(percentile_normalize(target))
         normalised["input"].append(percentile_normalize(hazy))
         normalised["mmse"].append(percentile_normalize(result.mmse))
@@ -240,7 +271,7 @@ def evaluate(
             inception.features(fid_sample), inception.features(fid_target)
         )
         overall["fid_patches"] = len(fid_sample)
-    calibration = _calibration_check(restorer, stds, errors, bins)
+    calibration = _calibration_check(restorer, stds, errors, ranges, bins)
     if calibration is not None:
         overall["calibration"] = calibration[0]
 

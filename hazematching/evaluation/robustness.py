@@ -1,0 +1,175 @@
+"""`hazematching robustness`: how a model holds up on conditions it was not trained on.
+
+Each condition of a `RobustnessPlan` is a simulated test set (written once into
+OUT/data/<condition> and reused); every model is evaluated on it with `evaluate` (a full report
+per condition in OUT/reports/<condition>). The table gives, per model and condition, the MMSE
+gain over the hazy input, that gain as a share of the model's gain on the reference (in-range)
+condition, the calibrated ENCE and how the calibrated std compares with the actual error, which
+shows whether the std flags the conditions where the model is less accurate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import RobustnessPlan, SamplingConfig, SimulationConfig
+from ..data.simulate import simulate
+from ..errors import HazeMatchingError
+from ..fileio import check_output_folder, write_json, write_text
+from .compute import evaluate
+
+DATA = "data"
+REPORTS = "reports"
+TABLE = "robustness"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model to measure and its name in the table."""
+
+    name: str
+    path: Path
+
+
+def condition_config(plan: RobustnessPlan, name: str) -> SimulationConfig:
+    """The simulation of condition `name`: a test set only, seeded by the plan."""
+    condition = plan.conditions[name]
+    return SimulationConfig.model_validate(
+        {
+            **condition.simulation,
+            "pairs": plan.pairs,
+            "size": plan.size,
+            "seed": plan.seed,
+            "split": (0.0, 0.0, 1.0),
+            "randomize": condition.ranges if condition.randomize else None,
+        }
+    )
+
+
+def _test_set(out_dir: Path, plan: RobustnessPlan, name: str, progress: bool) -> Path:
+    """OUT/data/<name>, simulated unless it already holds exactly this condition."""
+    config = condition_config(plan, name)
+    folder = out_dir / DATA / name
+    manifest = folder / "simulation.json"
+    if manifest.is_file():
+        stored = json.loads(manifest.read_text())["config"]
+        if SimulationConfig.model_validate(stored) != config:
+            raise HazeMatchingError(
+                f"holds another simulation than condition {name!r}; use a new --out", folder
+            )
+        return folder
+    simulate(folder, config, progress=progress)
+    return folder
+
+
+def _row(condition: str, model: str, overall: dict[str, Any]) -> dict[str, Any]:
+    calibration = overall.get("calibration") or {}
+    gain = overall["mmse"]["ri_psnr"] - overall["input"]["ri_psnr"]
+    return {
+        "condition": condition,
+        "model": model,
+        "input_ri_psnr": overall["input"]["ri_psnr"],
+        "mmse_ri_psnr": overall["mmse"]["ri_psnr"],
+        "gain": gain,
+        "ence_calibrated": calibration.get("calibrated_error"),
+        "std_to_error": calibration.get("std_to_error"),
+        "std_rel": calibration.get("std_rel"),
+        "error_rel": calibration.get("error_rel"),
+    }
+
+
+def _with_shares(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's gain as a share of the same model's gain on the reference condition."""
+    reference = next(name for name, c in plan.conditions.items() if c.reference)
+    base = {r["model"]: r["gain"] for r in rows if r["condition"] == reference}
+    return [
+        {**r, "share_of_reference_gain": r["gain"] / base[r["model"]] if base[r["model"]] else None}
+        for r in rows
+    ]
+
+
+def _number(value: float | None, digits: int, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.0f} %" if percent else f"{value:.{digits}f}"
+
+
+def robustness_markdown(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> str:
+    """The table, one block of rows per model, and what each condition changes."""
+    lines = [
+        "# Robustness on held-out conditions",
+        "",
+        f"{plan.pairs} test pairs of {plan.size} px per condition, simulation seed {plan.seed}. "
+        "Gain: MMSE RI-PSNR minus hazy-input RI-PSNR (dB). Share: of the same model's gain on "
+        "the reference condition. std / error: mean calibrated std over the RMS error (1 = "
+        "right on average, < 1 overconfident); std and error also as % of the target's range.",
+        "",
+        "| model | condition | outside the training ranges | input (dB) | MMSE (dB) | gain (dB) "
+        "| share | ENCE calibrated | std / error | std (% range) | error (% range) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        condition = plan.conditions[r["condition"]]
+        lines.append(
+            f"| {r['model']} | {r['condition']} | {condition.out_of_range or '(in range)'} "
+            f"| {r['input_ri_psnr']:.2f} | {r['mmse_ri_psnr']:.2f} | {r['gain']:+.2f} "
+            f"| {_number(r['share_of_reference_gain'], 0, percent=True)} "
+            f"| {_number(r['ence_calibrated'], 3)} | {_number(r['std_to_error'], 2)} "
+            f"| {_number(r['std_rel'] and 100 * r['std_rel'], 2)} "
+            f"| {_number(r['error_rel'] and 100 * r['error_rel'], 2)} |"
+        )
+    lines += ["", "Conditions:", ""]
+    lines += [f"- `{name}`: {c.description}" for name, c in plan.conditions.items()]
+    return "\n".join(lines) + "\n"
+
+
+def robustness(
+    models: list[ModelEntry],
+    plan: RobustnessPlan,
+    out_dir: Path,
+    sampling: SamplingConfig | None = None,
+    *,
+    figures: int = 2,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Evaluate every model on every condition; write OUT/robustness.json and .md.
+
+    Returns the path of robustness.json. Test sets already in OUT/data are reused when they
+    hold the same simulation, so models can be added to a table later.
+    """
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise HazeMatchingError(f"model names must differ, got {names}; pass --names")
+    out_dir = check_output_folder(out_dir)
+    rows = []
+    for condition in plan.conditions:
+        data = _test_set(out_dir, plan, condition, progress)
+        for model in models:
+            result = evaluate(
+                model.path,
+                data,
+                out_dir / REPORTS / condition,
+                sampling,
+                name=model.name,
+                figures=figures,
+                device=device,
+                progress=progress,
+            )
+            rows.append(_row(condition, model.name, result.overall))
+    rows = sorted(_with_shares(plan, rows), key=lambda r: names.index(r["model"]))
+    table = out_dir / f"{TABLE}.json"
+    write_json(
+        table,
+        {
+            "plan": plan.model_dump(mode="json"),
+            "models": {m.name: str(m.path) for m in models},
+            "sampling": sampling.model_dump(mode="json") if sampling else None,
+            "rows": rows,
+        },
+    )
+    write_text(out_dir / f"{TABLE}.md", robustness_markdown(plan, rows))
+    return table

@@ -1,0 +1,142 @@
+"""`hazematching robustness`: held-out test sets per condition, a table whose numbers are
+recomputed here from the model's own predictions, reuse of test sets, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from hazematching.config import (
+    RandomizationConfig,
+    RobustnessCondition,
+    RobustnessPlan,
+    SimulationConfig,
+)
+from hazematching.data.dataset import load_pairs
+from hazematching.errors import HazeMatchingError
+from hazematching.evaluation.robustness import ModelEntry, condition_config, robustness
+from hazematching.inference.loader import load_trained_model
+from hazematching.inference.predict import predict_planes
+from hazematching.inference.sampling import build_sampler
+from hazematching.metrics.distortion import range_invariant_psnr
+from tests.helpers import EVAL_SAMPLING, run
+
+PLAN = RobustnessPlan(
+    pairs=3,
+    size=48,
+    seed=11,
+    conditions={
+        "in-range": RobustnessCondition(
+            description="narrow training-like ranges",
+            reference=True,
+            ranges=RandomizationConfig(numerical_aperture=(1.0, 1.2), psf_models=("scalar",)),
+        ),
+        "na-low": RobustnessCondition(
+            description="NA 0.6",
+            out_of_range="numerical aperture",
+            ranges=RandomizationConfig(numerical_aperture=(0.6, 0.6), psf_models=("scalar",)),
+        ),
+        "fixed": RobustnessCondition(description="fixed configuration", randomize=False),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def table(calibrated_checkpoint: Path, trained, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("robust") / "out"
+    models = [ModelEntry("calibrated", calibrated_checkpoint), ModelEntry("raw", trained.best)]
+    return robustness(models, PLAN, out, EVAL_SAMPLING, figures=1, progress=False)
+
+
+def test_each_condition_is_a_test_set_simulated_as_planned(table: Path) -> None:
+    out = table.parent
+    for name in PLAN.conditions:
+        manifest = json.loads((out / "data" / name / "simulation.json").read_text())
+        assert SimulationConfig.model_validate(manifest["config"]) == condition_config(PLAN, name)
+        assert {r["split"] for r in manifest["pairs"]} == {"test"}
+        assert len(list((out / "data" / name / "test").glob("*.tif"))) == 3
+    low = json.loads((out / "data" / "na-low" / "simulation.json").read_text())
+    assert {r["condition"]["numerical_aperture"] for r in low["pairs"]} == {0.6}
+    fixed = json.loads((out / "data" / "fixed" / "simulation.json").read_text())
+    assert fixed["config"]["randomize"] is None and "condition" not in fixed["pairs"][0]
+
+
+def test_table_numbers_are_those_of_the_models_own_predictions(
+    table: Path, calibrated_checkpoint: Path
+) -> None:
+    """Gain, share and std / error recomputed from predictions made here with the same sampling."""
+    rows = json.loads(table.read_text())["rows"]
+    assert [(r["model"], r["condition"]) for r in rows] == [
+        (model, condition) for model in ("calibrated", "raw") for condition in PLAN.conditions
+    ]
+    model = load_trained_model(calibrated_checkpoint)
+    sampler = build_sampler(model, EVAL_SAMPLING, torch.device("cpu"), calibrated=True)
+    gains = {}
+    for row in rows[:3]:
+        pairs = load_pairs(table.parent / "data" / row["condition"] / "test")
+        gain, stds, errors = [], [], []
+        for hazy, target in zip(pairs.inputs, pairs.targets, strict=True):
+            result = predict_planes(model, sampler, hazy[None])
+            gain.append(
+                range_invariant_psnr(target, result.mmse[0]) - range_invariant_psnr(target, hazy)
+            )
+            stds.append(result.std[0].ravel())
+            errors.append((result.mmse[0] - target).ravel())
+        gains[row["condition"]] = float(np.mean(gain))
+        assert row["gain"] == pytest.approx(gains[row["condition"]], abs=1e-4)
+        std, error = np.concatenate(stds), np.concatenate(errors)
+        assert row["std_to_error"] == pytest.approx(
+            std.mean() / np.sqrt(np.mean(error.astype(np.float64) ** 2)), rel=1e-3
+        )
+        assert row["ence_calibrated"] is not None
+    for row in rows[:3]:
+        expected = gains[row["condition"]] / gains["in-range"]
+        assert row["share_of_reference_gain"] == pytest.approx(expected, rel=1e-3)
+    # the uncalibrated model has no calibrated std to compare
+    assert all(r["std_to_error"] is None and r["ence_calibrated"] is None for r in rows[3:])
+    text = (table.parent / "robustness.md").read_text()
+    assert "| calibrated | na-low | numerical aperture |" in text
+    assert "(in range)" in text and "`fixed`: fixed configuration" in text
+
+
+def test_test_sets_are_reused_and_a_changed_plan_is_refused(
+    table: Path, calibrated_checkpoint: Path
+) -> None:
+    out = table.parent
+    image = sorted((out / "data" / "na-low" / "test").glob("*.tif"))[0]
+    before = (image.stat().st_mtime_ns, tifffile.imread(image))
+    robustness(
+        [ModelEntry("again", calibrated_checkpoint)], PLAN, out, EVAL_SAMPLING, progress=False
+    )
+    assert image.stat().st_mtime_ns == before[0]
+    rows = json.loads(table.read_text())["rows"]
+    assert {r["model"] for r in rows} == {"again"}
+    changed = PLAN.model_copy(update={"seed": 12})
+    with pytest.raises(HazeMatchingError, match="holds another simulation than condition"):
+        robustness([ModelEntry("x", calibrated_checkpoint)], changed, out, progress=False)
+
+
+def test_plans_need_one_reference_and_distinct_model_names(
+    calibrated_checkpoint: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[conditions.a]\ndescription = "a"\n[conditions.b]\ndescription = "b"\n')
+    done = run("robustness", calibrated_checkpoint, "--conditions", plan, "--out", tmp_path / "o")
+    assert done.returncode != 0
+    message = done.stderr.strip()
+    assert "\n" not in message and str(plan) in message and "reference" in message
+    plan.write_text(
+        '[conditions.a]\ndescription = "a"\nreference = true\n[conditions.a.simulation]\nseed = 4\n'
+    )
+    done = run("robustness", calibrated_checkpoint, "--conditions", plan, "--out", tmp_path / "o")
+    assert done.returncode != 0 and "set by the plan" in done.stderr
+    with pytest.raises(HazeMatchingError, match="model names must differ"):
+        robustness(
+            [ModelEntry("m", calibrated_checkpoint)] * 2, PLAN, tmp_path / "o2", progress=False
+        )
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
