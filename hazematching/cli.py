@@ -569,6 +569,9 @@ def export(
     evaluation: Path = typer.Option(
         None, help="report folder of `hazematching evaluate` with this model, for the model card"
     ),
+    robustness: Path = typer.Option(
+        None, help="robustness.json of `hazematching robustness` with this model, for the card"
+    ),
     maintainer: list[str] = typer.Option(
         None,
         help="GitHub user who maintains the package (repeatable; the zoo requires one), "
@@ -592,6 +595,7 @@ def export(
         test_image=test_image,
         test_size=test_size,
         evaluation=evaluation,
+        robustness=robustness,
         maintainers=[*base.model_dump()["maintainers"], *({"github_user": m} for m in maintainer)]
         if maintainer
         else None,

@@ -99,6 +99,13 @@ class RandomizationConfig(StrictModel):
         min_length=1,
     )
     structure_probability: float = Field(0.5, gt=0, le=1)
+    standardize_intensity: bool = Field(
+        True,
+        description="set each pair's gains to (photon level of the base configuration) / (its "
+        "drawn photon level), so every image has the same intensity scale and only its noise "
+        "differs: the confocal brightness says nothing about the widefield one, and a model "
+        "cannot learn an intensity scale that varies at random",
+    )
 
     @model_validator(mode="after")
     def _ranges_are_physical(self) -> RandomizationConfig:
@@ -162,6 +169,8 @@ class SimulationConfig(StrictModel):
     background: float = Field(
         0.0, ge=0, description="widefield background (stray light, autofluorescence) / signal peak"
     )
+    widefield_gain: float = Field(1.0, gt=0, description="widefield camera gain (counts/photon)")
+    confocal_gain: float = Field(1.0, gt=0, description="confocal detector gain (counts/photon)")
     randomize: RandomizationConfig | None = Field(
         None,
         description="draw every pair's microscope and sample from these ranges instead of using "

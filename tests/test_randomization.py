@@ -195,6 +195,8 @@ def test_draws_stay_in_range_are_recorded_and_pinned_ranges_pin(tmp_path: Path) 
         assert 30.0 <= pair.widefield_photons <= 3000.0 and pair.read_noise == 2.0
         assert pair.emission_nm - pair.excitation_nm >= 20.0
         assert any(getattr(pair, name) > 0 for name in STRUCTURES)
+        assert pair.widefield_gain == pytest.approx(200.0 / pair.widefield_photons)
+        assert pair.confocal_gain == pytest.approx(2000.0 / pair.confocal_photons)
     photons = np.log10([pair.widefield_photons for pair in drawn])
     assert photons.max() - photons.min() > 1.0  # more than a decade, log-uniformly
     assert len({pair.psf_model for pair in drawn}) == 3
@@ -203,6 +205,25 @@ def test_draws_stay_in_range_are_recorded_and_pinned_ranges_pin(tmp_path: Path) 
     assert record["numerical_aperture"] == drawn[5].numerical_aperture
     assert record["psf_model"] == drawn[5].psf_model
     assert not (tmp_path / "sim" / "widefield_psf.tif").exists()  # no single PSF to give
+
+
+def test_standardised_intensity_keeps_the_scale_and_varies_the_noise() -> None:
+    """With the default gains every image has the base configuration's scale; only the noise
+    (relative to the signal) follows the drawn photon level."""
+    pinned = {"background": (0.0, 0.0), "read_noise": (0.0, 0.0)}
+    peaks, noise = {}, {}
+    for photons in (30.0, 1000.0):
+        ranges = RandomizationConfig(widefield_photons=(photons, photons), **pinned)
+        pair = simulate_pair(SimulationConfig(size=SIZE, seed=2, randomize=ranges), 0)
+        clean = pair.widefield_clean * 200.0 / np.percentile(pair.widefield_clean, 99.9)
+        peaks[photons] = np.percentile(clean, 99.9)
+        noise[photons] = np.std(pair.widefield - clean) / peaks[photons]
+    assert peaks[30.0] == pytest.approx(peaks[1000.0]) == pytest.approx(200.0)
+    # Poisson: relative noise grows like 1 / sqrt(photons), here sqrt(1000 / 30) = 5.8
+    assert noise[30.0] / noise[1000.0] == pytest.approx(np.sqrt(1000 / 30), rel=0.15)
+    raw = RandomizationConfig(standardize_intensity=False, widefield_photons=(30.0, 30.0))
+    dim = simulate_pair(SimulationConfig(size=SIZE, seed=2, randomize=raw), 0)
+    assert np.percentile(dim.widefield, 99.9) < 60.0  # photon counts, not the standard scale
 
 
 def test_same_seed_same_randomised_data_other_seed_other_data(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ recomputed here from the model's own predictions, reuse of test sets, clear erro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from hazematching.config import (
 from hazematching.data.dataset import load_pairs
 from hazematching.errors import HazeMatchingError
 from hazematching.evaluation.robustness import ModelEntry, condition_config, robustness
+from hazematching.export.card import ranges_text, robustness_markdown
 from hazematching.inference.loader import load_trained_model
 from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
+from hazematching.training.checkpoint import load_checkpoint
 from tests.helpers import EVAL_SAMPLING, run
 
 PLAN = RobustnessPlan(
@@ -140,3 +143,30 @@ def test_plans_need_one_reference_and_distinct_model_names(
             [ModelEntry("m", calibrated_checkpoint)] * 2, PLAN, tmp_path / "o2", progress=False
         )
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+def test_model_card_shows_this_models_rows_and_refuses_another_models_table(
+    table: Path, calibrated_checkpoint: Path, trained
+) -> None:
+    # the module's tables were last rewritten by the reuse test; make one for these two models
+    out = table.parent.parent / "card"
+    models = [ModelEntry("ours", calibrated_checkpoint), ModelEntry("other", trained.best)]
+    path = robustness(models, PLAN, out, EVAL_SAMPLING, figures=0, progress=False)
+    text = robustness_markdown(path, calibrated_checkpoint)
+    assert text is not None and "| ours | na-low |" in text and "| other |" not in text
+    assert robustness_markdown(None, calibrated_checkpoint) is None
+    single = robustness([models[1]], PLAN, out / "single", EVAL_SAMPLING, progress=False)
+    with pytest.raises(HazeMatchingError, match="holds no robustness measurement"):
+        robustness_markdown(single, calibrated_checkpoint)
+
+
+def test_model_card_states_the_training_ranges_of_a_randomised_model(trained) -> None:
+    checkpoint = load_checkpoint(trained.best)
+    assert checkpoint.data["simulation"]["randomize"] is None  # the fixture's data is fixed
+    assert ranges_text(checkpoint) is None
+    ranges = RandomizationConfig(numerical_aperture=(0.9, 1.2), structures={"puncta": (5, 9)})
+    simulation = SimulationConfig(randomize=ranges).model_dump(mode="json")
+    randomised = dataclasses.replace(checkpoint, data={**checkpoint.data, "simulation": simulation})
+    text = ranges_text(randomised)
+    assert text is not None and "NA 0.90-1.20" in text and "puncta 5.00-9.00" in text
+    assert "PSF model: scalar, vectorial, gaussian" in text

@@ -1,9 +1,10 @@
 """Domain randomisation: each simulated pair draws its own microscope and sample.
 
 `draw_condition` turns a configuration with `randomize` ranges into the fixed configuration of
-one pair. The draw uses its own random stream, seeded by (seed, pair index, 1), so the sample and
-noise streams of a pair are the same whether or not it is randomised, and one seed still gives
-one data set.
+one pair. Photon levels set the noise; by default the gains then bring every image to the
+intensity scale of the base configuration's photon levels, as a camera's gain would. The draw
+uses its own random stream, seeded by (seed, pair index, 1), so the sample and noise streams of
+a pair are the same whether or not it is randomised, and one seed still gives one data set.
 """
 
 from __future__ import annotations
@@ -65,10 +66,21 @@ def draw_condition(config: SimulationConfig, index: int) -> SimulationConfig:
         density = _draw(rng, name, ranges.structures[name])
         if keep:
             values[name] = density
+    if ranges.standardize_intensity:
+        values["widefield_gain"] = config.widefield_photons / float(values["widefield_photons"])
+        values["confocal_gain"] = config.confocal_photons / float(values["confocal_photons"])
     return SimulationConfig.model_validate({**config.model_dump(), **values, "randomize": None})
 
 
 def condition_record(condition: SimulationConfig) -> dict[str, object]:
     """The drawn factors of one pair, for simulation.json."""
-    keep = (*DIRECT, "psf_model", "numerical_aperture", "excitation_nm", *STRUCTURES)
+    keep = (
+        *DIRECT,
+        "psf_model",
+        "numerical_aperture",
+        "excitation_nm",
+        "widefield_gain",
+        "confocal_gain",
+        *STRUCTURES,
+    )
     return {name: getattr(condition, name) for name in keep}

@@ -10,6 +10,7 @@ assigned to train/val/test, so no sample is seen in two splits.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -78,15 +79,17 @@ def _add_noise(
     photons: float,
     read_noise: float,
     background: float = 0.0,
+    gain: float = 1.0,
 ) -> np.ndarray:
     """Scale so the 99.9th percentile receives `photons`, add a uniform background of
-    `background` x `photons`, then Poisson + Gaussian read noise."""
+    `background` x `photons`, then Poisson + Gaussian read noise (in photons), times `gain`."""
     peak = float(np.percentile(clean, 99.9))
     expected = np.clip(clean, 0, None) * (photons / peak if peak > 0 else 0.0)
     if background > 0:
         expected = expected + background * photons
     noisy = rng.poisson(expected).astype(np.float64)
-    return (noisy + rng.normal(0.0, read_noise, clean.shape)).astype(np.float32)
+    noisy = noisy + rng.normal(0.0, read_noise, clean.shape)
+    return (noisy * gain if gain != 1.0 else noisy).astype(np.float32)
 
 
 def _non_empty_volume(
@@ -122,9 +125,16 @@ def simulate_pair(config: SimulationConfig, index: int) -> SimulatedPair:
     cf_clean = render_focal_plane(volume, confocal_psf_stack, focal)
     return SimulatedPair(
         widefield=_add_noise(
-            rng, wf_clean, config.widefield_photons, config.read_noise, config.background
+            rng,
+            wf_clean,
+            config.widefield_photons,
+            config.read_noise,
+            config.background,
+            config.widefield_gain,
         ),
-        confocal=_add_noise(rng, cf_clean, config.confocal_photons, config.read_noise),
+        confocal=_add_noise(
+            rng, cf_clean, config.confocal_photons, config.read_noise, gain=config.confocal_gain
+        ),
         widefield_clean=wf_clean.astype(np.float32),
         confocal_clean=cf_clean.astype(np.float32),
     )
@@ -145,6 +155,16 @@ def effective_widefield_psf(config: SimulationConfig) -> np.ndarray:
     index = np.arange(config.planes) - focal + config.planes - 1
     psf = widefield[index].sum(axis=0)
     return np.fft.fftshift(psf / psf.sum()).astype(np.float32)
+
+
+def simulation_record(data_dir: Path) -> dict[str, object]:
+    """{"simulation": config} from the simulation.json of `data_dir`; {} if it was not simulated
+    (or the manifest is unreadable: then nothing can be said about it)."""
+    manifest = Path(data_dir) / "simulation.json"
+    try:
+        return {"simulation": json.loads(manifest.read_text())["config"]}
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def assign_splits(config: SimulationConfig) -> list[str]:

@@ -97,11 +97,9 @@ def _number(value: float | None, digits: int, percent: bool = False) -> str:
     return f"{100 * value:.0f} %" if percent else f"{value:.{digits}f}"
 
 
-def robustness_markdown(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> str:
-    """The table, one block of rows per model, and what each condition changes."""
+def robustness_table(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: what was measured, the table (rows as given) and each condition."""
     lines = [
-        "# Robustness on held-out conditions",
-        "",
         f"{plan.pairs} test pairs of {plan.size} px per condition, simulation seed {plan.seed}. "
         "Gain: MMSE RI-PSNR minus hazy-input RI-PSNR (dB). Share: of the same model's gain on "
         "the reference condition. std / error: mean calibrated std over the RMS error (1 = "
@@ -123,7 +121,7 @@ def robustness_markdown(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> str
         )
     lines += ["", "Conditions:", ""]
     lines += [f"- `{name}`: {c.description}" for name, c in plan.conditions.items()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def robustness(
@@ -171,5 +169,6 @@ def robustness(
             "rows": rows,
         },
     )
-    write_text(out_dir / f"{TABLE}.md", robustness_markdown(plan, rows))
+    text = ["# Robustness on held-out conditions", "", *robustness_table(plan, rows)]
+    write_text(out_dir / f"{TABLE}.md", "\n".join(text) + "\n")
     return table

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
-from ..config import SamplingConfig
+from ..config import RandomizationConfig, RobustnessPlan, SamplingConfig
 from ..data.normalization import EPS
 from ..errors import HazeMatchingError
 from ..evaluation.report import comparison_markdown, load_records
+from ..evaluation.robustness import robustness_table
 from ..inference.loader import model_file
 from ..training.checkpoint import Checkpoint
 from ..uncertainty.calibration import Calibration
@@ -48,6 +50,63 @@ def evaluation_markdown(
             "",
             *comparison_markdown(records),
         ]
+    )
+
+
+def robustness_markdown(table: Path | None, model_path: Path) -> str | None:
+    """This model's rows of a `hazematching robustness` table; None without a table.
+
+    Refuses a table that does not hold `model_path`: the card would show another model.
+    """
+    if table is None:
+        return None
+    table = Path(table)
+    try:
+        record = json.loads(table.read_text())
+        plan = RobustnessPlan.model_validate(record["plan"])
+        names = [n for n, p in record["models"].items() if model_file(p) == model_file(model_path)]
+        rows = [r for r in record["rows"] if r["model"] in names]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise HazeMatchingError(f"unreadable robustness table ({error})", table) from error
+    if not rows:
+        raise HazeMatchingError(f"holds no robustness measurement of {model_path}", table)
+    return "\n".join(
+        [
+            "Robustness, measured with `hazematching robustness` on held-out conditions that "
+            "each move one factor outside the training ranges:",
+            "",
+            *robustness_table(plan, rows),
+        ]
+    )
+
+
+def _span(low: float, high: float, digits: int) -> str:
+    return f"{low:.{digits}f}" if low == high else f"{low:.{digits}f}-{high:.{digits}f}"
+
+
+def ranges_text(checkpoint: Checkpoint) -> str | None:
+    """The randomisation ranges of the simulated training data; None if it was not randomised."""
+    simulation = checkpoint.data.get("simulation") or {}
+    if not simulation.get("randomize"):
+        return None
+    r = RandomizationConfig.model_validate(simulation["randomize"])
+    structures = ", ".join(
+        f"{name} {_span(*interval, 2)}" for name, interval in r.structures.items()
+    )
+    return (
+        "Domain-randomised pairs: each pair drew its own microscope and sample from these "
+        f"ranges. PSF model: {', '.join(r.psf_models)}; NA {_span(*r.numerical_aperture, 2)}; "
+        f"immersion index {_span(*r.immersion_index, 3)}; emission {_span(*r.emission_nm, 0)} nm "
+        f"(excitation {_span(*r.stokes_shift_nm, 0)} nm shorter); pixel "
+        f"{_span(*r.pixel_um, 3)} um; sample thickness {_span(*r.thickness_um, 1)} um; "
+        f"out-of-focus brightness x{_span(*r.defocus_brightness, 2)}; widefield background "
+        f"{_span(*r.background, 2)} of the signal peak; widefield photons "
+        f"{_span(*r.widefield_photons, 0)} and confocal photons {_span(*r.confocal_photons, 0)} "
+        f"(log-uniform); read noise {_span(*r.read_noise, 1)}; spherical aberration "
+        f"{_span(*r.spherical_aberration, 2)} and astigmatism {_span(*r.astigmatism, 2)} waves "
+        f"RMS; structures, each present with probability {r.structure_probability:g} (at "
+        f"least one), at densities per 100 um^2 (tissue: brightness): {structures}. Outside "
+        "these ranges the model is extrapolating."
     )
 
 
@@ -100,10 +159,15 @@ def opening_lines(recipe: ExportRecipe) -> list[str]:
 
 
 def closing_lines(
-    recipe: ExportRecipe, evaluation: str | None, limitations: str, citation: str
+    recipe: ExportRecipe,
+    evaluation: str | None,
+    limitations: str,
+    citation: str,
+    robustness: str | None = None,
 ) -> list[str]:
-    """The end of every card: measured results (recipe text, evaluation), limitations, citation."""
-    measured = [text for text in (recipe.card.metrics, evaluation) if text]
+    """The end of every card: measured results (recipe text, evaluation, robustness),
+    limitations, citation."""
+    measured = [text for text in (recipe.card.metrics, evaluation, robustness) if text]
     return [
         "\n\n".join(measured)
         or "No held-out image metrics were recorded for this package. Measure them on your own "
@@ -127,11 +191,12 @@ def model_card(
     channel_names: list[str],
     parameters: int,
     evaluation: str | None = None,
+    robustness: str | None = None,
 ) -> str:
     """Markdown text of the package README, with the `## Validation` section the zoo asks for.
 
-    `evaluation` (see `evaluation_markdown`) and the recipe's metrics text are the measured
-    results shown under Validation.
+    `evaluation` (see `evaluation_markdown`), `robustness` (see `robustness_markdown`) and the
+    recipe's metrics text are the measured results shown under Validation.
     """
     config, norm = checkpoint.config, checkpoint.normalization
     history = checkpoint.history
@@ -166,6 +231,7 @@ def model_card(
         "",
         f"Data: {recipe.card.training_data or _training_data(checkpoint)}",
         "",
+        *([text, ""] if (text := ranges_text(checkpoint)) else []),
         "| setting | value |",
         "| --- | --- |",
         f"| method | {config.method} |",
@@ -196,6 +262,6 @@ def model_card(
         "packaged weights and `bioimageio.core.test_model` passed on both weight formats at "
         "export.",
         "",
-        *closing_lines(recipe, evaluation, recipe.card.limitations, PAPER_CITATION),
+        *closing_lines(recipe, evaluation, recipe.card.limitations, PAPER_CITATION, robustness),
     ]
     return "\n".join(lines)

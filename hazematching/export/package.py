@@ -33,7 +33,7 @@ from ..inference.predict import output_channel_names, predict_planes
 from ..inference.sampling import build_sampler, method_sampling, sampler_kwargs
 from ..training.checkpoint import Checkpoint, load_checkpoint
 from ..training.network import count_parameters, unet_kwargs
-from .card import evaluation_markdown, model_card
+from .card import evaluation_markdown, model_card, robustness_markdown
 from .cover import write_cover
 from .description import (
     PackageFiles,
@@ -161,6 +161,7 @@ def export_package(
         )
     kwargs = sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration)
     evaluation = evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
+    robustness = robustness_markdown(recipe.robustness, checkpoint_path)
 
     with export_folder(recipe) as folder:
         scripted = build_sampler(model, sampling, torch.device("cpu"), channels_last=False)
@@ -192,6 +193,7 @@ def export_package(
                 channel_names,
                 count_parameters(model.velocity),
                 evaluation,
+                robustness,
             )
         )
         architecture_kwargs = {

@@ -106,6 +106,11 @@ class ExportRecipe(StrictModel):
         description="report folder of `hazematching evaluate` holding this model; its table "
         "goes into the model card (relative to the recipe)",
     )
+    robustness: Path | None = Field(
+        None,
+        description="robustness.json of `hazematching robustness` holding this model; its rows "
+        "go into the model card (relative to the recipe)",
+    )
     card: CardText = CardText()
 
 
@@ -121,12 +126,17 @@ def default_recipe() -> ExportRecipe:
 
 
 def load_recipe(path: Path) -> ExportRecipe:
-    """Read and validate a TOML recipe; relative `test_image`, `evaluation` start at its folder."""
+    """Read and validate a TOML recipe; relative `test_image`, `evaluation` and `robustness`
+    paths start at its folder."""
     path = Path(path)
     recipe = load_toml(path, ExportRecipe, "recipe")
     relative = {
         key: path.parent / value
-        for key, value in (("test_image", recipe.test_image), ("evaluation", recipe.evaluation))
+        for key, value in (
+            ("test_image", recipe.test_image),
+            ("evaluation", recipe.evaluation),
+            ("robustness", recipe.robustness),
+        )
         if value is not None and not value.is_absolute()
     }
     return recipe.model_copy(update=relative)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..data.dataset import PairedImages, PatchSampler, load_training_data
 from ..data.normalization import Normalization
+from ..data.simulate import simulation_record
 from ..data.unpaired import is_unpaired_folder
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
@@ -98,6 +99,8 @@ class _Validator:
 
 
 def _data_record(data_dir: Path, train: PairedImages, val: PairedImages) -> dict[str, object]:
+    """What the run trained on; with the simulator's configuration when the data was simulated,
+    so that a model card can state the ranges a randomised model has seen."""
     return {
         "data_dir": str(data_dir),
         "train_files": sorted({p.name for p in train.sources}),
@@ -105,6 +108,7 @@ def _data_record(data_dir: Path, train: PairedImages, val: PairedImages) -> dict
         "val_paths": sorted({str(p.resolve()) for p in val.sources}),
         "train_planes": len(train),
         "val_planes": len(val),
+        **simulation_record(data_dir),
     }
 
 
