@@ -354,6 +354,16 @@ def predict(
         None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
     ),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    workers: int = typer.Option(
+        None,
+        help="run on a local Dask cluster of this many worker processes, one image per task; "
+        "a re-run skips complete outputs",
+    ),
+    scheduler: str = typer.Option(
+        None,
+        help="run on the existing Dask cluster at this address (e.g. tcp://host:8786, started "
+        "by dask-jobqueue on SLURM); a re-run skips complete outputs",
+    ),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs, and PNG previews."""
@@ -373,10 +383,42 @@ def predict(
     }
     given = any(value is not None for value in options.values())
     sampling = _build(SamplingConfig, {}, **options) if given else None
-    written = run(
-        model, inputs, out, sampling, channel=channel, device=device or "auto", progress=progress
+    if workers is None and scheduler is None:
+        written = run(
+            model,
+            inputs,
+            out,
+            sampling,
+            channel=channel,
+            device=device or "auto",
+            progress=progress,
+        )
+        typer.echo(f"wrote {len(written)} file(s) to {out}")
+        return
+    from .cluster.batch import predict_distributed
+    from .cluster.connect import dask_client
+
+    if workers is not None and scheduler is not None:
+        raise HazeMatchingError("give --workers or --scheduler, not both")
+    with dask_client(workers, scheduler) as client:
+        result = predict_distributed(
+            model,
+            inputs,
+            out,
+            client,
+            sampling,
+            channel=channel,
+            device=device or "auto",
+            progress=progress,
+        )
+    for name, message in result.failed.items():
+        typer.echo(f"failed: {name}: {message}", err=True)
+    typer.echo(
+        f"wrote {len(result.written)} file(s) to {out}, skipped {len(result.skipped)} complete, "
+        f"{len(result.failed)} failed"
     )
-    typer.echo(f"wrote {len(written)} file(s) to {out}")
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

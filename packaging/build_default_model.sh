@@ -80,11 +80,27 @@ fi
 [ -f "$WORK/report/swd_spread.json" ] || $PY packaging/swd_spread.py "$WORK" \
     "$WORK/report/swd_spread.json" --run reflow --steps "$STEPS"
 
+# 5b. robustness on held-out conditions that each move one factor outside the training ranges
+#     (packaging/robustness.toml), next to the single-configuration model of the same recipe
+#     (COMPARE: its run folder; skipped when it is not there)
+COMPARE="${COMPARE:-runs/default-model/reflow}"
+if [ ! -f "$WORK/robustness/robustness.json" ]; then
+    if [ -f "$COMPARE/best.pt" ] && [ "$(realpath "$COMPARE")" != "$(realpath "$WORK/reflow")" ]
+    then
+        $HM robustness "$WORK/reflow" "$COMPARE" --names bundled,single-config \
+            --conditions packaging/robustness.toml --out "$WORK/robustness" --no-progress
+    else
+        $HM robustness "$WORK/reflow" --names bundled --conditions packaging/robustness.toml \
+            --out "$WORK/robustness" --no-progress
+    fi
+fi
+
 # 6. the package, its card showing the evaluation, unpacked into model_zoo/ with the
 #    checkpoint it came from (without optimizer state) and the training and evaluation records
 rm -f "$WORK/$NAME.zip"
 $HM export "$WORK/reflow" --out "$WORK/$NAME.zip" --recipe "packaging/$NAME.toml" \
-    --evaluation "$WORK/report" ${MAINTAINER:+--maintainer "$MAINTAINER"}
+    --evaluation "$WORK/report" --robustness "$WORK/robustness/robustness.json" \
+    ${MAINTAINER:+--maintainer "$MAINTAINER"}
 rm -rf "$ZOO"
 mkdir -p "$ZOO"
 (cd "$ZOO" && unzip -q "$OLDPWD/$WORK/$NAME.zip")
@@ -92,7 +108,8 @@ $PY packaging/release_checkpoint.py "$WORK/reflow/best.pt" "$ZOO/training/best.p
 cp "$WORK/reflow/config.json" "$WORK/reflow/history.json" "$ZOO/training/"
 cp "$WORK/calibration/"*.png "$ZOO/training/" 2>/dev/null || true
 cp "$WORK/report/summary.md" "$WORK/report/summary.json" "$WORK/report/swd_spread.json" \
-    "$WORK/report/"*.png "$ZOO/training/"
+    "$WORK/report/"*.png "$WORK/robustness/robustness.md" "$WORK/robustness/robustness.json" \
+    "$ZOO/training/"
 
 # 7. the README picture: input | MMSE | std | two samples of the first example (the checkpoint
 #    with the package's sampling settings, keeping the samples)

@@ -23,7 +23,7 @@ from hazematching.inference.loader import load_trained_model
 from hazematching.inference.package import run_package
 from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
-from hazematching.training.checkpoint import load_checkpoint
+from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
 from hazematching.training.loop import TrainResult
 from hazematching.uncertainty.calibrate import calibrate
 from tests.helpers import run
@@ -64,22 +64,26 @@ def test_predict_applies_the_calibration(calibrated, sim_dir: Path) -> None:
 
 
 def test_export_carries_the_calibrated_std(calibrated, sim_dir: Path, tmp_path: Path) -> None:
+    # the fitted scale of the tiny model can lie near 1; a scale of 1.5 makes the calibrated std
+    # impossible to mistake for the raw one
+    checkpoint = load_checkpoint(calibrated.checkpoint)
+    checkpoint.calibration = checkpoint.calibration.model_copy(update={"std_scale": 1.5})
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, checkpoint)
     recipe = default_recipe().model_copy(
         update={"sampling": SamplingConfig(samples=3, steps=2), "test_size": 32}
     )
-    result = export_package(calibrated.checkpoint, tmp_path / "model.zip", recipe)
+    result = export_package(path, tmp_path / "model.zip", recipe)
     with zipfile.ZipFile(result.path) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
         card = archive.read(rdf["documentation"]["source"]).decode()
     stored = rdf["config"]["hazematching"]["calibration"]
-    assert stored["std_scale"] == calibrated.calibration.std_scale
-    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["std_scale"] == (
-        calibrated.calibration.std_scale
-    )
-    assert "calibrated as" in card and "not calibrated" not in card
+    assert stored["std_scale"] == 1.5
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["std_scale"] == 1.5
+    assert "calibrated as 1.5 x std" in card and "not calibrated" not in card
     # the package's std channel is the calibrated std of the library, not the raw one
     hazy = tifffile.imread(sorted((sim_dir / "test").glob("*.tif"))[0])[1:2]
-    model = load_trained_model(calibrated.checkpoint)
+    model = load_trained_model(path)
     sampling = SamplingConfig(samples=3, steps=2, seed=0)
     cpu = torch.device("cpu")
     cal = predict_planes(model, build_sampler(model, sampling, cpu), hazy)

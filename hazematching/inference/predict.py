@@ -7,6 +7,7 @@ sampling and mapped back to target intensities afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,14 +54,21 @@ def predict_planes(
     bar: tqdm | None = None,
 ) -> Prediction:
     """Sample every plane of a (planes, Y, X) intensity array, one plane at a time."""
+    return _predict_planes(model, sampler, planes, bar.update if bar is not None else _ignore)
+
+
+def _predict_planes(
+    model: TrainedModel,
+    sampler: torch.jit.ScriptModule,
+    planes: np.ndarray,
+    on_tiles: Callable[[int], None],
+) -> Prediction:
     device = next(sampler.parameters()).device
     outputs = []
     with torch.no_grad():
         for plane in planes:
             hazy = torch.from_numpy(model.normalization.normalize_input(plane))[None, None]
-            result = run_with_progress(
-                sampler, hazy.to(device), bar.update if bar is not None else _ignore
-            )
+            result = run_with_progress(sampler, hazy.to(device), on_tiles)
             outputs.append(result[0].cpu().numpy())
     stacked = np.stack(outputs)  # (planes, channels, Y, X), normalised units
     norm = model.normalization
@@ -115,6 +123,100 @@ def _write_result(
     return path
 
 
+@dataclass(frozen=True)
+class Runner:
+    """A loaded model ready to dehaze images: the same numbers on every process that loads it.
+
+    `run(planes, on_progress)` maps (planes, Y, X) intensities to (planes, C, Y, X) outputs with
+    channels `channel_names`, calling `on_progress(n)` as it goes; `units` names what it counts
+    and `work(planes)` how many of them one image takes. `settings` is what `predict.json`
+    records.
+    """
+
+    channel_names: list[str]
+    settings: dict[str, object]
+    units: str
+    work: Callable[[np.ndarray], int]
+    run: Callable[[np.ndarray, Callable[[int], None]], np.ndarray]
+
+
+def load_runner(
+    model_path: Path, sampling: SamplingConfig | None = None, device: str = "auto"
+) -> Runner:
+    """Open a checkpoint (sampled with `sampling`, default `SamplingConfig()`) or a package
+    (which samples as baked in: `sampling` must be None) for prediction."""
+    source = open_model(model_path, "predict", sampling=sampling is not None)
+    if source.kind == "package":
+        descr = load_package(source.file)
+        torch_device = str(resolve_device(device))
+
+        def run_planes(planes: np.ndarray, on_progress: Callable[[int], None]) -> np.ndarray:
+            return run_package(descr, planes, torch_device, lambda: on_progress(1))
+
+        return Runner(package_channel_names(descr), {"package": True}, "plane", len, run_planes)
+    model = load_trained_model(source.file)
+    sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
+    sampler = build_sampler(model, sampling, resolve_device(device))
+
+    def sample_planes(planes: np.ndarray, on_progress: Callable[[int], None]) -> np.ndarray:
+        return _predict_planes(model, sampler, planes, on_progress).stacked()
+
+    def tiles(planes: np.ndarray) -> int:
+        return len(planes) * tile_evaluations(sampler, *planes.shape[-2:])
+
+    return Runner(
+        output_channel_names(sampling),
+        sampling.model_dump(mode="json"),
+        "tile",
+        tiles,
+        sample_planes,
+    )
+
+
+def predict_image(
+    runner: Runner,
+    image: np.ndarray,
+    name: str,
+    out_dir: Path,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> Path:
+    """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` and its `.png` preview."""
+    stack = runner.run(image, on_progress)
+    return _write_result(out_dir, name, image, stack, runner.channel_names)
+
+
+def check_input_names(inputs: list[Path]) -> list[str]:
+    """Output names of the inputs (their stems); refused when two would overwrite each other."""
+    if not inputs:
+        raise HazeMatchingError("no input images given")
+    names = [Path(p).stem for p in inputs]
+    if len(set(names)) != len(names):
+        raise HazeMatchingError("two inputs share a file name; outputs would overwrite each other")
+    return names
+
+
+def predict_record(
+    model_path: Path,
+    runner: Runner | None,
+    device: str,
+    channel: int | None,
+    inputs: list[Path],
+    outputs: list[str],
+) -> dict[str, object]:
+    """The content of `predict.json`: the model, settings, inputs and outputs of a run
+    (`runner` None: the settings are those of the outputs' own records)."""
+    return {
+        "hazematching_version": __version__,
+        "model": str(model_path),
+        "sampling": runner.settings if runner else None,
+        "device": device,
+        "channel": channel,
+        "inputs": [str(p) for p in inputs],
+        "outputs": outputs,
+        "output_channels": runner.channel_names if runner else None,
+    }
+
+
 def predict(
     model_path: Path,
     inputs: list[Path],
@@ -137,50 +239,17 @@ def predict(
     read and checked before anything is computed or written; `predict.json` records the model
     and the settings.
     """
-    if not inputs:
-        raise HazeMatchingError("no input images given")
-    source = open_model(model_path, "predict", sampling=sampling is not None)
+    names = check_input_names(inputs)
+    runner = load_runner(model_path, sampling, device)
     out_dir = Path(out_dir)
-    names = [Path(p).stem for p in inputs]
-    if len(set(names)) != len(names):
-        raise HazeMatchingError("two inputs share a file name; outputs would overwrite each other")
     images = [read_single(Path(p), channel) for p in inputs]
-    planes = sum(len(image) for image in images)
+    output_folder(out_dir)
     written = []
-    if source.kind == "package":
-        descr = load_package(source.file)
-        channel_names = package_channel_names(descr)
-        torch_device = str(resolve_device(device))
-        output_folder(out_dir)
-        with tqdm(total=planes, desc="predict", unit="plane", disable=not progress) as bar:
-            for name, image in zip(names, images, strict=True):
-                stack = run_package(descr, image, torch_device, lambda: bar.update(1))
-                written.append(_write_result(out_dir, name, image, stack, channel_names))
-        settings: dict[str, object] = {"package": True}
-    else:
-        model = load_trained_model(source.file)
-        sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
-        sampler = build_sampler(model, sampling, resolve_device(device))
-        channel_names = output_channel_names(sampling)
-        output_folder(out_dir)
-        total = sum(len(image) * tile_evaluations(sampler, *image.shape[-2:]) for image in images)
-        with tqdm(total=total, desc="predict", unit="tile", disable=not progress) as bar:
-            for path, name, image in zip(inputs, names, images, strict=True):
-                bar.set_postfix(image=Path(path).name)
-                result = predict_planes(model, sampler, image, bar)
-                written.append(_write_result(out_dir, name, image, result.stacked(), channel_names))
-        settings = sampling.model_dump(mode="json")
-    write_json(
-        out_dir / "predict.json",
-        {
-            "hazematching_version": __version__,
-            "model": str(model_path),
-            "sampling": settings,
-            "device": device,
-            "channel": channel,
-            "inputs": [str(p) for p in inputs],
-            "outputs": [p.name for p in written],
-            "output_channels": channel_names,
-        },
-    )
+    total = sum(runner.work(image) for image in images)
+    with tqdm(total=total, desc="predict", unit=runner.units, disable=not progress) as bar:
+        for path, name, image in zip(inputs, names, images, strict=True):
+            bar.set_postfix(image=Path(path).name)
+            written.append(predict_image(runner, image, name, out_dir, bar.update))
+    record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
+    write_json(out_dir / "predict.json", record)
     return written

@@ -1,0 +1,1 @@
+"""Prediction on a Dask cluster (local or existing): many images in parallel, resumable."""

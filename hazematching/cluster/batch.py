@@ -1,0 +1,180 @@
+"""`hazematching predict --workers N | --scheduler ADDRESS`: one Dask task per image.
+
+Every worker process loads the model once (a cache keyed by the model and its settings) and
+writes its outputs itself, atomically, with the code of single-process `predict`, so the files
+are the same. A finished output is recorded in `OUT/.complete/<name>.json` with the SHA-256 of
+its TIFF, written last: a re-run skips an output only if its record matches the settings and
+the file on disk, so a partial or foreign file is never taken for a result. A worker that dies
+loses only its running task, which the scheduler gives to another worker; temporary files it
+leaves behind are removed at the end of the run. An image that fails (unreadable, NaN, wrong
+shape) is reported by name while the others finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..config import SamplingConfig
+from ..data.tiff import read_single
+from ..fileio import output_folder, write_json
+from ..inference.loader import open_model
+from ..inference.predict import (
+    Runner,
+    check_input_names,
+    load_runner,
+    predict_image,
+    predict_record,
+)
+
+COMPLETE = ".complete"
+_RUNNERS: dict[str, Runner] = {}  # per worker process: the loaded model of each settings key
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What every task needs to reproduce the single-process result."""
+
+    model: Path
+    sampling: SamplingConfig | None
+    channel: int | None
+    device: str
+
+    def key(self) -> str:
+        """A digest of the settings: outputs made under other settings are not reused."""
+        text = json.dumps(
+            {
+                "model": str(Path(self.model).resolve()),
+                "sampling": self.sampling.model_dump(mode="json") if self.sampling else None,
+                "channel": self.channel,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class BatchResult:
+    """Outputs written now, outputs found complete and skipped, and failures by input name."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record(out_dir: Path, name: str) -> Path:
+    return out_dir / COMPLETE / f"{name}.json"
+
+
+def is_complete(out_dir: Path, name: str, key: str) -> bool:
+    """Whether `<name>.tif` was finished under these settings and is unchanged since."""
+    try:
+        record = json.loads(_record(out_dir, name).read_text())
+        return record["settings"] == key and record["sha256"] == _sha256(out_dir / f"{name}.tif")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _runner(settings: BatchSettings) -> Runner:
+    key = settings.key()
+    if key not in _RUNNERS:
+        _RUNNERS[key] = load_runner(settings.model, settings.sampling, settings.device)
+    return _RUNNERS[key]
+
+
+def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -> str:
+    """One task, run on a worker: read, dehaze and write one image, then its record."""
+    folder = Path(out_dir)
+    image = read_single(Path(source), settings.channel)
+    written = predict_image(_runner(settings), image, name, folder)
+    runner = _runner(settings)
+    write_json(
+        _record(folder, name),
+        {
+            "settings": settings.key(),
+            "input": source,
+            "sha256": _sha256(written),
+            "sampling": runner.settings,
+            "output_channels": runner.channel_names,
+        },
+    )
+    return str(written)
+
+
+def _remove_temporaries(out_dir: Path) -> None:
+    """Temporary files of writes that never finished (`fileio.atomic_path` names them)."""
+    for folder in (out_dir, out_dir / COMPLETE):
+        for path in folder.glob(".*.tmp*"):
+            path.unlink(missing_ok=True)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def predict_distributed(
+    model_path: Path,
+    inputs: list[Path],
+    out_dir: Path,
+    client: object,
+    sampling: SamplingConfig | None = None,
+    *,
+    channel: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> BatchResult:
+    """Dehaze `inputs` on the cluster of `client`, one task per image; see the module doc."""
+    from distributed import as_completed
+
+    names = check_input_names(inputs)
+    open_model(model_path, "predict", sampling=sampling is not None)
+    settings = BatchSettings(Path(model_path).resolve(), sampling, channel, device)
+    key = settings.key()
+    out_dir = output_folder(Path(out_dir))
+    (out_dir / COMPLETE).mkdir(exist_ok=True)
+    result = BatchResult()
+    futures = {}
+    for source, name in zip(inputs, names, strict=True):
+        if is_complete(out_dir, name, key):
+            result.skipped.append(out_dir / f"{name}.tif")
+            continue
+        future = client.submit(  # type: ignore[attr-defined]
+            predict_one,
+            settings,
+            str(Path(source).resolve()),
+            name,
+            str(out_dir),
+            key=f"predict-{name}-{key[:12]}",
+            pure=False,
+        )
+        futures[future] = name
+    with tqdm(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:
+        bar.update(len(result.skipped))
+        for future in as_completed(list(futures)):
+            name = futures[future]
+            if future.status == "error":
+                result.failed[name] = _one_line(future.exception())
+            else:
+                result.written.append(Path(future.result()))
+            bar.update(1)
+    _remove_temporaries(out_dir)
+    complete = sorted(p.name for p in (*result.written, *result.skipped))
+    record = predict_record(model_path, None, device, channel, inputs, complete)
+    if complete:  # the sampling and channels, as the workers recorded them
+        done = json.loads(_record(out_dir, Path(complete[0]).stem).read_text())
+        record.update(sampling=done["sampling"], output_channels=done["output_channels"])
+    record["failed"] = result.failed
+    write_json(out_dir / "predict.json", record)
+    return result

@@ -1,0 +1,55 @@
+"""Connecting to a Dask cluster: a local one of N worker processes, or an existing scheduler.
+
+Facilities run their own clusters (dask-jobqueue on SLURM, dask-gateway, Kubernetes); all of
+them expose a scheduler address, which is all `--scheduler` needs. Local workers get one thread
+each: the model's own tensor operations are the parallelism inside a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import HazeMatchingError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def dask_client(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> Iterator[Client]:
+    """A client of a new local cluster of `workers` processes, or of the cluster at `scheduler`.
+
+    An unreachable scheduler is a one-line error after `timeout` seconds.
+    """
+    from distributed import Client, LocalCluster
+
+    if (workers is None) == (scheduler is None):
+        raise HazeMatchingError("give either a number of local workers or a scheduler address")
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError, ValueError) as error:
+            raise HazeMatchingError(
+                f"cannot reach the Dask scheduler ({type(error).__name__}: {error})", scheduler
+            ) from error
+        with client:
+            yield client
+        return
+    if workers < 1:
+        raise HazeMatchingError(f"--workers must be at least 1, got {workers}")
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

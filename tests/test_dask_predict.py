@@ -1,0 +1,173 @@
+"""`predict --workers/--scheduler` on a real Dask LocalCluster: the single-process results,
+no loss when a worker dies mid-run, complete outputs skipped on a re-run, failures by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from distributed import Client, LocalCluster
+
+from hazematching.cluster.batch import COMPLETE, predict_distributed
+from hazematching.cluster.connect import dask_client
+from hazematching.config import SamplingConfig
+from hazematching.errors import HazeMatchingError
+from hazematching.inference.predict import predict
+from tests.helpers import run
+
+SAMPLING = SamplingConfig(samples=2, steps=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def images(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Eight single-channel widefield TIFFs (the simulated pairs' input channel)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    paths = []
+    for source in sorted(sim_dir.glob("*/pair_*.tif"))[:8]:
+        path = folder / source.name
+        tifffile.imwrite(path, tifffile.imread(source)[1])
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes with one thread each."""
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as connected,
+    ):
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def single_process(trained, images: list[Path], tmp_path_factory) -> Path:
+    """The same images through single-process `predict`, at the workers' one thread."""
+    out = tmp_path_factory.mktemp("single") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predict(trained.best, images, out, SAMPLING, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _assert_same_outputs(folder: Path, reference: Path, names: list[str]) -> None:
+    for name in names:
+        ours = tifffile.imread(folder / f"{name}.tif")
+        theirs = tifffile.imread(reference / f"{name}.tif")
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), name
+
+
+def test_cluster_outputs_equal_the_single_process_ones_bit_for_bit(
+    client, trained, images: list[Path], single_process: Path, tmp_path: Path
+) -> None:
+    result = predict_distributed(trained.best, images, tmp_path, client, SAMPLING, progress=False)
+    assert not result.failed and not result.skipped and len(result.written) == len(images)
+    _assert_same_outputs(tmp_path, single_process, [p.stem for p in images])
+    record = json.loads((tmp_path / "predict.json").read_text())
+    assert record["outputs"] == sorted(f"{p.stem}.tif" for p in images)
+    assert record["sampling"]["samples"] == 2 and record["failed"] == {}
+    # a re-run finds every output complete and leaves the files alone
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.tif")}
+    again = predict_distributed(trained.best, images, tmp_path, client, SAMPLING, progress=False)
+    assert len(again.skipped) == len(images) and not again.written
+    assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.tif")}
+    # a damaged output or one made under other settings is not taken for a result
+    damaged = tmp_path / f"{images[0].stem}.tif"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    other = SamplingConfig(samples=2, steps=2, seed=1)
+    third = predict_distributed(trained.best, images[:2], tmp_path, client, other, progress=False)
+    assert len(third.written) == 2
+    fourth = predict_distributed(trained.best, images, tmp_path, client, SAMPLING, progress=False)
+    assert sorted(p.stem for p in fourth.written) == sorted(p.stem for p in images[:2])
+    _assert_same_outputs(tmp_path, single_process, [p.stem for p in images])
+
+
+def test_killing_a_worker_mid_run_loses_nothing(
+    client, trained, images: list[Path], single_process: Path, tmp_path: Path
+) -> None:
+    pids = list(client.run(os.getpid).values())
+    killed: list[int] = []
+
+    def kill_after_first_output() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            if any((tmp_path / COMPLETE).glob("*.json")):
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_after_first_output)
+    watcher.start()
+    result = predict_distributed(trained.best, images, tmp_path, client, SAMPLING, progress=False)
+    watcher.join()
+    assert killed, "no output appeared to kill a worker after"
+    remaining = len([p for p in (tmp_path / COMPLETE).glob("*.json")])
+    assert not result.failed and remaining == len(images)
+    _assert_same_outputs(tmp_path, single_process, [p.stem for p in images])
+    leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+    client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
+
+
+def test_a_failing_image_is_reported_by_name_while_the_others_finish(
+    client, trained, images: list[Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "inputs" / "broken.tif"
+    bad.parent.mkdir()
+    data = tifffile.imread(images[0])
+    data[3, 3] = np.nan
+    tifffile.imwrite(bad, data)
+    missing = tmp_path / "inputs" / "missing.tif"
+    out = tmp_path / "out"
+    result = predict_distributed(
+        trained.best, [*images[:2], bad, missing], out, client, SAMPLING, progress=False
+    )
+    assert sorted(result.failed) == ["broken", "missing"]
+    assert "NaN" in result.failed["broken"] and "broken.tif" in result.failed["broken"]
+    assert "missing.tif" in result.failed["missing"]
+    assert all("\n" not in message for message in result.failed.values())
+    assert len(result.written) == 2 and not (out / "broken.tif").exists()
+    assert json.loads((out / "predict.json").read_text())["failed"] == result.failed
+
+
+def test_cli_exit_status_and_unreachable_scheduler(
+    trained, images: list[Path], tmp_path: Path
+) -> None:
+    done = run(
+        "predict",
+        trained.best,
+        images[0],
+        tmp_path / "missing.tif",
+        "--out",
+        tmp_path / "o",
+        "--workers",
+        "1",
+        "--samples",
+        "2",
+        "--steps",
+        "2",
+        "--no-progress",
+    )
+    assert done.returncode != 0
+    assert "failed: missing:" in done.stderr and "1 failed" in done.stdout
+    assert (tmp_path / "o" / f"{images[0].stem}.tif").is_file()
+    unreachable = dask_client(scheduler="tcp://127.0.0.1:9", timeout=2)
+    with pytest.raises(HazeMatchingError, match="cannot reach the Dask scheduler") as error:
+        unreachable.__enter__()
+    assert "\n" not in str(error.value) and "tcp://127.0.0.1:9" in str(error.value)
+    done = run("predict", trained.best, images[0], "--out", tmp_path / "p", "--workers", "0")
+    assert done.returncode != 0 and "at least 1" in done.stderr
+    assert not (tmp_path / "p").exists()
