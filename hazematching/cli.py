@@ -507,6 +507,18 @@ def evaluate(
     )
 
 
+def _external_condition(item: str) -> tuple[str, dict[str, object]]:
+    """'NAME=FOLDER' -> (NAME, a condition reading FOLDER)."""
+    name, sep, folder = item.partition("=")
+    if not sep or not name or not folder:
+        raise HazeMatchingError(f"--data takes NAME=FOLDER, got {item!r}")
+    return name, {
+        "description": f"paired images of {folder}, not from this simulator",
+        "out_of_range": "another data source",
+        "data": folder,
+    }
+
+
 @app.command()
 @_reports_errors
 def robustness(
@@ -519,6 +531,11 @@ def robustness(
     out: Path = typer.Option(..., "--out", help="folder for test sets, reports and the table"),
     names: str = typer.Option(
         None, help="comma-separated model names [default: each model's file or folder name]"
+    ),
+    data: list[str] = typer.Option(
+        None,
+        help="NAME=FOLDER: add a held-out condition of paired images not simulated here (e.g. "
+        "from another simulator or microscope); repeatable",
     ),
     samples: int = typer.Option(
         None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
@@ -533,6 +550,12 @@ def robustness(
     from .evaluation.robustness import robustness as run
 
     plan = load_toml(conditions, RobustnessPlan, "robustness plan")
+    if data:
+        stored = plan.model_dump()
+        extra = dict(_external_condition(item) for item in data)
+        plan = RobustnessPlan.model_validate(
+            {**stored, "conditions": {**stored["conditions"], **extra}}
+        )
     options = {"samples": samples, "steps": steps, "seed": seed}
     sampling = (
         _build(SamplingConfig, {}, **options)

@@ -26,6 +26,8 @@ POINT_PREDICTORS: tuple[str, ...] = ("unet", "cyclegan")
 PsfModel = Literal["scalar", "vectorial", "gaussian"]
 Structure = Literal["filaments", "blobs", "membranes", "puncta", "tissue", "vesicles"]
 Interval = tuple[float, float]
+#: Randomised NAs stay below this fraction of the immersion index (sin(theta) < 0.95).
+NA_MARGIN = 0.95
 
 
 class StrictModel(BaseModel):
@@ -66,7 +68,7 @@ class RandomizationConfig(StrictModel):
     Domain randomisation: a model trained on pairs that differ in optics, noise and structure
     learns what they share instead of one simulator's quirks. Each pair draws every factor
     independently (photon levels log-uniformly, the rest uniformly); a range with equal ends pins
-    a factor. The NA is drawn below 0.95 x the drawn immersion index. Each structure type of
+    a factor. The NA is drawn below NA_MARGIN x the drawn immersion index. Each structure type of
     `structures` is present with probability `structure_probability` (at least one per pair) at a
     density drawn from its range (objects per 100 um^2; for `tissue` the brightness of the
     texture). The defaults are the ranges of the bundled model.
@@ -124,8 +126,10 @@ class RandomizationConfig(StrictModel):
         _check_interval("astigmatism", self.astigmatism, 0.0, 2.0)
         for name, interval in self.structures.items():
             _check_interval(f"structures.{name}", interval, 0.0, 1e4)
-        if self.numerical_aperture[0] >= 0.95 * self.immersion_index[0]:
-            raise ValueError("the lowest NA must be below 0.95 x the lowest immersion index")
+        if self.numerical_aperture[0] >= NA_MARGIN * self.immersion_index[0]:
+            raise ValueError(
+                f"the lowest NA must be below {NA_MARGIN} x the lowest immersion index"
+            )
         return self
 
 
@@ -193,6 +197,8 @@ class SimulationConfig(StrictModel):
     def _na_below_immersion_index(self) -> SimulationConfig:
         if self.numerical_aperture >= self.immersion_index:
             raise ValueError("numerical_aperture must be below immersion_index")
+        if self.psf_model != "scalar" and (self.spherical_aberration or self.astigmatism):
+            raise ValueError("aberrations need psf_model 'scalar' (the others are aberration-free)")
         return self
 
     @property
@@ -218,6 +224,11 @@ class RobustnessCondition(StrictModel):
     simulation: dict[str, float | str] = Field(
         default_factory=dict,
         description="fixed SimulationConfig values (without randomize: the whole condition)",
+    )
+    data: Path | None = Field(
+        None,
+        description="a folder of paired test images to use instead of simulating (e.g. pairs "
+        "from another simulator or real pairs from another microscope; its test/ if present)",
     )
 
     @field_validator("simulation")

@@ -92,9 +92,10 @@ def test_table_numbers_are_those_of_the_models_own_predictions(
             errors.append((result.mmse[0] - target).ravel())
         gains[row["condition"]] = float(np.mean(gain))
         assert row["gain"] == pytest.approx(gains[row["condition"]], abs=1e-4)
-        std, error = np.concatenate(stds), np.concatenate(errors)
+        std = np.concatenate(stds).astype(np.float64)
+        error = np.concatenate(errors).astype(np.float64)
         assert row["std_to_error"] == pytest.approx(
-            std.mean() / np.sqrt(np.mean(error.astype(np.float64) ** 2)), rel=1e-3
+            np.sqrt(np.mean(std**2) / np.mean(error**2)), rel=1e-3
         )
         assert row["ence_calibrated"] is not None
     for row in rows[:3]:
@@ -170,3 +171,35 @@ def test_model_card_states_the_training_ranges_of_a_randomised_model(trained) ->
     text = ranges_text(randomised)
     assert text is not None and "NA 0.90-1.20" in text and "puncta 5.00-9.00" in text
     assert "PSF model: scalar, vectorial, gaussian" in text
+
+
+def test_an_external_folder_of_pairs_is_a_condition_too(
+    calibrated_checkpoint: Path, sim_dir: Path, tmp_path: Path
+) -> None:
+    conditions = {
+        "in-range": PLAN.conditions["in-range"],
+        "elsewhere": RobustnessCondition(description="the fixture's pairs", data=sim_dir),
+    }
+    plan = PLAN.model_copy(update={"conditions": conditions})
+    model = [ModelEntry("m", calibrated_checkpoint)]
+    rows = json.loads(robustness(model, plan, tmp_path / "o", EVAL_SAMPLING).read_text())["rows"]
+    external = next(r for r in rows if r["condition"] == "elsewhere")
+    report = json.loads((tmp_path / "o/reports/elsewhere/methods/m.json").read_text())
+    assert report["data"] == str((sim_dir / "test").resolve())
+    assert external["gain"] == pytest.approx(
+        report["overall"]["mmse"]["ri_psnr"] - report["overall"]["input"]["ri_psnr"]
+    )
+    assert not (tmp_path / "o/data/elsewhere").exists()
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text('[conditions.a]\ndescription = "a"\nreference = true\n')
+    done = run(
+        "robustness",
+        calibrated_checkpoint,
+        "--conditions",
+        plan_file,
+        "--out",
+        tmp_path / "p",
+        "--data",
+        "no-equals-sign",
+    )
+    assert done.returncode != 0 and "NAME=FOLDER" in done.stderr

@@ -16,6 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -31,15 +32,29 @@ from ..inference.predict import (
     predict_record,
 )
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 COMPLETE = ".complete"
 _RUNNERS: dict[str, Runner] = {}  # per worker process: the loaded model of each settings key
 
 
+def file_stamp(path: Path) -> str:
+    """Path, size and modification time of a file: changes when the file is replaced."""
+    status = Path(path).stat()
+    return f"{Path(path).resolve()}:{status.st_size}:{status.st_mtime_ns}"
+
+
 @dataclass(frozen=True)
 class BatchSettings:
-    """What every task needs to reproduce the single-process result."""
+    """What every task needs to reproduce the single-process result.
+
+    `model_stamp` (`file_stamp` of the model file) makes a model retrained or replaced at the
+    same path count as other settings.
+    """
 
     model: Path
+    model_stamp: str
     sampling: SamplingConfig | None
     channel: int | None
     device: str
@@ -48,7 +63,7 @@ class BatchSettings:
         """A digest of the settings: outputs made under other settings are not reused."""
         text = json.dumps(
             {
-                "model": str(Path(self.model).resolve()),
+                "model": self.model_stamp,
                 "sampling": self.sampling.model_dump(mode="json") if self.sampling else None,
                 "channel": self.channel,
             },
@@ -78,11 +93,16 @@ def _record(out_dir: Path, name: str) -> Path:
     return out_dir / COMPLETE / f"{name}.json"
 
 
-def is_complete(out_dir: Path, name: str, key: str) -> bool:
-    """Whether `<name>.tif` was finished under these settings and is unchanged since."""
+def is_complete(out_dir: Path, name: str, key: str, source: Path) -> bool:
+    """Whether `<name>.tif` was made from this very input file under these settings and is
+    unchanged since."""
     try:
         record = json.loads(_record(out_dir, name).read_text())
-        return record["settings"] == key and record["sha256"] == _sha256(out_dir / f"{name}.tif")
+        return (
+            record["settings"] == key
+            and record["input"] == file_stamp(source)
+            and record["sha256"] == _sha256(out_dir / f"{name}.tif")
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -98,13 +118,14 @@ def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -
     """One task, run on a worker: read, dehaze and write one image, then its record."""
     folder = Path(out_dir)
     image = read_single(Path(source), settings.channel)
-    written = predict_image(_runner(settings), image, name, folder)
+    stamp = file_stamp(Path(source))
     runner = _runner(settings)
+    written = predict_image(runner, image, name, folder)
     write_json(
         _record(folder, name),
         {
             "settings": settings.key(),
-            "input": source,
+            "input": stamp,
             "sha256": _sha256(written),
             "sampling": runner.settings,
             "output_channels": runner.channel_names,
@@ -128,7 +149,7 @@ def predict_distributed(
     model_path: Path,
     inputs: list[Path],
     out_dir: Path,
-    client: object,
+    client: Client,
     sampling: SamplingConfig | None = None,
     *,
     channel: int | None = None,
@@ -139,25 +160,26 @@ def predict_distributed(
     from distributed import as_completed
 
     names = check_input_names(inputs)
-    open_model(model_path, "predict", sampling=sampling is not None)
-    settings = BatchSettings(Path(model_path).resolve(), sampling, channel, device)
+    source_model = open_model(model_path, "predict", sampling=sampling is not None)
+    settings = BatchSettings(
+        Path(model_path).resolve(), file_stamp(source_model.file), sampling, channel, device
+    )
     key = settings.key()
     out_dir = output_folder(Path(out_dir))
     (out_dir / COMPLETE).mkdir(exist_ok=True)
     result = BatchResult()
     futures = {}
     for source, name in zip(inputs, names, strict=True):
-        if is_complete(out_dir, name, key):
+        if is_complete(out_dir, name, key, Path(source)):
             result.skipped.append(out_dir / f"{name}.tif")
             continue
-        future = client.submit(  # type: ignore[attr-defined]
+        future = client.submit(
             predict_one,
             settings,
             str(Path(source).resolve()),
             name,
             str(out_dir),
-            key=f"predict-{name}-{key[:12]}",
-            pure=False,
+            pure=False,  # a unique key per run: runs never share tasks on a shared scheduler
         )
         futures[future] = name
     with tqdm(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:

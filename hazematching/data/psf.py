@@ -48,7 +48,29 @@ def _scalar(
     spherical_waves: float,
     astigmatism_waves: float,
 ) -> np.ndarray:
-    """Scalar pupil model with optional balanced spherical aberration and astigmatism."""
+    """Scalar pupil model with optional balanced spherical aberration and astigmatism.
+
+    A pupil wider than the pixel grid's Nyquist frequency (coarse pixels, short wavelength, high
+    NA) would be clipped by the FFT grid; the PSF is then computed on an odd factor finer grid
+    and each output pixel integrates its sub-pixels, as a camera pixel does.
+    """
+    factor = 1
+    while numerical_aperture / wavelength_um > factor / (2 * pixel_um):
+        factor += 2
+    if factor > 1:
+        fine = _scalar(
+            size * factor,
+            pixel_um / factor,
+            defocus_um,
+            numerical_aperture,
+            immersion_index,
+            wavelength_um,
+            spherical_waves,
+            astigmatism_waves,
+        )
+        # sub-pixels -(f-1)/2 .. (f-1)/2 around each pixel centre, summed
+        fine = np.roll(fine, (factor - 1) // 2, axis=(-2, -1))
+        return fine.reshape(len(fine), size, factor, size, factor).sum(axis=(2, 4))
     ky, kx = _radial_frequency(size, pixel_um)
     k = np.hypot(ky, kx)
     cutoff = numerical_aperture / wavelength_um
@@ -72,14 +94,18 @@ def _vectorial(
     immersion_index: float,
     wavelength_um: float,
 ) -> np.ndarray:
-    """psfmodels' vectorial PSF, computed centred on a grid twice as wide and folded periodic.
+    """psfmodels' vectorial PSF, computed centred on a wider grid and folded periodic.
 
-    Folding the aliases into the size x size ring keeps the defocused energy that a centred
-    crop would lose, like the periodic scalar model.
+    The grid is at least twice the image and wide enough for the geometric cone of the most
+    defocused plane (radius |z| tan(theta), with 10 % to spare); folding its aliases into the
+    size x size ring keeps the defocused energy that a centred crop would lose, like the
+    periodic scalar model.
     """
     import psfmodels
 
-    wide = 2 * size + 1  # psfmodels needs an odd width
+    tangent = np.tan(np.arcsin(min(numerical_aperture / immersion_index, 0.999)))
+    cone_px = 1.1 * float(np.max(np.abs(defocus_um))) * tangent / pixel_um
+    wide = 2 * max(size, int(np.ceil(cone_px))) + 1  # psfmodels needs an odd width
     params = {
         "NA": numerical_aperture,
         "ni": immersion_index,

@@ -9,34 +9,39 @@ a pair are the same whether or not it is randomised, and one seed still gives on
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
-from ..config import RandomizationConfig, SimulationConfig
+from ..config import NA_MARGIN, RandomizationConfig, SimulationConfig, Structure
 
 #: Factors drawn log-uniformly (they span decades); every other range is drawn uniformly.
 LOG_UNIFORM = ("widefield_photons", "confocal_photons")
-#: Range fields of RandomizationConfig that map one to one onto SimulationConfig fields.
-DIRECT = (
-    "immersion_index",
-    "emission_nm",
-    "pixel_um",
-    "thickness_um",
-    "defocus_brightness",
-    "background",
-    "widefield_photons",
-    "confocal_photons",
-    "read_noise",
-    "spherical_aberration",
-    "astigmatism",
+#: Range fields of RandomizationConfig drawn straight into the SimulationConfig field of that
+#: name (the NA is drawn below the immersion index, the structures one by one).
+DIRECT = tuple(
+    name
+    for name in RandomizationConfig.model_fields
+    if name in SimulationConfig.model_fields and name != "numerical_aperture"
 )
-STRUCTURES = ("filaments", "blobs", "membranes", "puncta", "tissue", "vesicles")
+STRUCTURES: tuple[str, ...] = get_args(Structure)
+#: What a draw sets: recorded per pair in simulation.json.
+DRAWN = (
+    *DIRECT,
+    "psf_model",
+    "numerical_aperture",
+    "excitation_nm",
+    "widefield_gain",
+    "confocal_gain",
+    *STRUCTURES,
+)
 
 
 def _draw(rng: np.random.Generator, name: str, interval: tuple[float, float]) -> float:
     low, high = interval
     if low == high:
         return float(low)
-    if name in LOG_UNIFORM and low > 0:
+    if name in LOG_UNIFORM:
         return float(np.exp(rng.uniform(np.log(low), np.log(high))))
     return float(rng.uniform(low, high))
 
@@ -49,7 +54,7 @@ def draw_condition(config: SimulationConfig, index: int) -> SimulationConfig:
     rng = np.random.default_rng([config.seed, index, 1])
     values: dict[str, object] = {name: _draw(rng, name, getattr(ranges, name)) for name in DIRECT}
     values["psf_model"] = ranges.psf_models[int(rng.integers(len(ranges.psf_models)))]
-    na_high = min(ranges.numerical_aperture[1], 0.95 * float(values["immersion_index"]))
+    na_high = min(ranges.numerical_aperture[1], NA_MARGIN * float(values["immersion_index"]))
     values["numerical_aperture"] = _draw(
         rng, "numerical_aperture", (ranges.numerical_aperture[0], na_high)
     )
@@ -66,6 +71,8 @@ def draw_condition(config: SimulationConfig, index: int) -> SimulationConfig:
         density = _draw(rng, name, ranges.structures[name])
         if keep:
             values[name] = density
+    if values["psf_model"] != "scalar":  # aberrations exist in the scalar pupil model only
+        values["spherical_aberration"] = values["astigmatism"] = 0.0
     if ranges.standardize_intensity:
         values["widefield_gain"] = config.widefield_photons / float(values["widefield_photons"])
         values["confocal_gain"] = config.confocal_photons / float(values["confocal_photons"])
@@ -74,13 +81,4 @@ def draw_condition(config: SimulationConfig, index: int) -> SimulationConfig:
 
 def condition_record(condition: SimulationConfig) -> dict[str, object]:
     """The drawn factors of one pair, for simulation.json."""
-    keep = (
-        *DIRECT,
-        "psf_model",
-        "numerical_aperture",
-        "excitation_nm",
-        "widefield_gain",
-        "confocal_gain",
-        *STRUCTURES,
-    )
-    return {name: getattr(condition, name) for name in keep}
+    return {name: getattr(condition, name) for name in DRAWN}

@@ -15,6 +15,20 @@ def axial_offsets(planes: int, z_step_um: float) -> np.ndarray:
     return np.arange(-(planes - 1), planes) * z_step_um
 
 
+def plane_defocus(planes: int, focal_plane: int, z_step_um: float) -> np.ndarray:
+    """Defocus of each of the volume's planes when the microscope is focused at `focal_plane`."""
+    return (np.arange(planes) - focal_plane) * z_step_um
+
+
+def render_planes(volume: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """Noise-free image of `volume` (Z, Y, X) through `psf` (Z, Y, X), plane z holding the PSF
+    at the defocus of volume plane z (see `plane_defocus`)."""
+    if psf.shape != volume.shape:
+        raise ValueError(f"psf shape {psf.shape} does not fit volume shape {volume.shape}")
+    spectrum = np.fft.rfft2(volume) * np.fft.rfft2(psf)
+    return np.fft.irfft2(spectrum.sum(axis=0), s=volume.shape[-2:])
+
+
 def render_focal_plane(volume: np.ndarray, psf: np.ndarray, focal_plane: int) -> np.ndarray:
     """Noise-free image of `volume` (Z, Y, X) focused at plane `focal_plane`.
 
@@ -25,5 +39,4 @@ def render_focal_plane(volume: np.ndarray, psf: np.ndarray, focal_plane: int) ->
     if psf.shape != (2 * planes - 1, height, width):
         raise ValueError(f"psf shape {psf.shape} does not fit volume shape {volume.shape}")
     index = np.arange(planes) - focal_plane + planes - 1
-    spectrum = np.fft.rfft2(volume) * np.fft.rfft2(psf[index])
-    return np.fft.irfft2(spectrum.sum(axis=0), s=(height, width))
+    return render_planes(volume, psf[index])

@@ -25,7 +25,7 @@ from ..fileio import check_output_folder, output_folder, write_json
 from .phantom import random_volume
 from .psf import confocal_psf, emission_psf
 from .randomization import condition_record, draw_condition
-from .render import axial_offsets, render_focal_plane
+from .render import plane_defocus, render_planes
 from .tiff import INPUT_CHANNEL, TARGET_CHANNEL, write_tiff
 from .unpaired import CONFOCAL, WIDEFIELD
 
@@ -35,18 +35,22 @@ PSF_FILE = "widefield_psf.tif"
 
 @dataclass(frozen=True)
 class SimulatedPair:
-    """Noise-free and noisy images of one simulated sample (all float32, Y x X)."""
+    """Noise-free and noisy images of one simulated sample (all float32, Y x X), the seed of
+    its random stream and the configuration it was drawn with."""
 
     widefield: np.ndarray
     confocal: np.ndarray
     widefield_clean: np.ndarray
     confocal_clean: np.ndarray
+    seed: list[int]
+    condition: SimulationConfig
 
 
 @lru_cache(maxsize=4)
 def _psfs(config: SimulationConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(widefield, confocal) PSF stacks for every axial offset of the volume."""
-    offsets = axial_offsets(config.planes, config.z_step_um)
+    """(widefield, confocal) PSF stacks at the defocus of each plane of the volume, imaged at
+    its central plane (see `render.render_planes`)."""
+    offsets = plane_defocus(config.planes, config.planes // 2, config.z_step_um)
     optics = (
         config.psf_model,
         size,
@@ -85,17 +89,14 @@ def _add_noise(
     `background` x `photons`, then Poisson + Gaussian read noise (in photons), times `gain`."""
     peak = float(np.percentile(clean, 99.9))
     expected = np.clip(clean, 0, None) * (photons / peak if peak > 0 else 0.0)
-    if background > 0:
-        expected = expected + background * photons
-    noisy = rng.poisson(expected).astype(np.float64)
-    noisy = noisy + rng.normal(0.0, read_noise, clean.shape)
-    return (noisy * gain if gain != 1.0 else noisy).astype(np.float32)
+    noisy = rng.poisson(expected + background * photons).astype(np.float64)
+    return ((noisy + rng.normal(0.0, read_noise, clean.shape)) * gain).astype(np.float32)
 
 
 def _non_empty_volume(
     config: SimulationConfig, index: int
-) -> tuple[np.random.Generator, np.ndarray]:
-    """The random stream and volume of pair `index`, redrawn while the volume is empty.
+) -> tuple[list[int], np.random.Generator, np.ndarray]:
+    """The seed, random stream and volume of pair `index`, redrawn while the volume is empty.
 
     Sparse structures in a small field can come out with no object at all; such a pair would
     be pure noise. Redraws use the streams (seed, index, attempt), so the first draw, and with it
@@ -106,7 +107,7 @@ def _non_empty_volume(
         rng = np.random.default_rng(key)
         volume = random_volume(rng, config, config.size)
         if volume.max() > 0:
-            return rng, volume
+            return key, rng, volume
     raise HazeMatchingError(
         f"pair {index}: 100 draws gave an empty sample; raise the structure densities"
     )
@@ -118,11 +119,10 @@ def simulate_pair(config: SimulationConfig, index: int) -> SimulatedPair:
     The confocal image has no background: its pinhole rejects stray and out-of-focus light.
     """
     config = draw_condition(config, index)
-    rng, volume = _non_empty_volume(config, index)
+    seed, rng, volume = _non_empty_volume(config, index)
     widefield_psf_stack, confocal_psf_stack = _psfs(config, config.size)
-    focal = config.planes // 2
-    wf_clean = render_focal_plane(volume, widefield_psf_stack, focal)
-    cf_clean = render_focal_plane(volume, confocal_psf_stack, focal)
+    wf_clean = render_planes(volume, widefield_psf_stack)
+    cf_clean = render_planes(volume, confocal_psf_stack)
     return SimulatedPair(
         widefield=_add_noise(
             rng,
@@ -137,6 +137,8 @@ def simulate_pair(config: SimulationConfig, index: int) -> SimulatedPair:
         ),
         widefield_clean=wf_clean.astype(np.float32),
         confocal_clean=cf_clean.astype(np.float32),
+        seed=seed,
+        condition=config,
     )
 
 
@@ -151,9 +153,7 @@ def effective_widefield_psf(config: SimulationConfig) -> np.ndarray:
     if config.randomize is not None:
         raise HazeMatchingError("a randomised simulation has no single widefield PSF")
     widefield, _ = _psfs(config, config.size)
-    focal = config.planes // 2
-    index = np.arange(config.planes) - focal + config.planes - 1
-    psf = widefield[index].sum(axis=0)
+    psf = widefield.sum(axis=0)
     return np.fft.fftshift(psf / psf.sum()).astype(np.float32)
 
 
@@ -237,8 +237,8 @@ def _write_pairs(out_dir: Path, config: SimulationConfig, progress: bool) -> lis
             {
                 "file": relative.as_posix(),
                 "split": splits[index],
-                "seed": [config.seed, index],
-                **_condition(config, index),
+                "seed": pair.seed,
+                **_condition(config, pair),
             }
         )
     return records
@@ -259,15 +259,15 @@ def _write_unpaired(out_dir: Path, config: SimulationConfig, progress: bool) -> 
             {
                 "file": relative.as_posix(),
                 "side": side,
-                "seed": [config.seed, index],
-                **_condition(config, index),
+                "seed": pair.seed,
+                **_condition(config, pair),
             }
         )
     return records
 
 
-def _condition(config: SimulationConfig, index: int) -> dict[str, object]:
+def _condition(config: SimulationConfig, pair: SimulatedPair) -> dict[str, object]:
     """{"condition": drawn factors} of a randomised pair, nothing for a fixed configuration."""
     if config.randomize is None:
         return {}
-    return {"condition": condition_record(draw_condition(config, index))}
+    return {"condition": condition_record(pair.condition)}

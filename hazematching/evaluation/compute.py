@@ -147,18 +147,22 @@ def _spread(
 ) -> dict[str, float]:
     """How the calibrated std compares with the error it is meant to predict.
 
-    `std_to_error` is the mean calibrated std over the RMS error of all test pixels (1 when the
-    std is right on average, below 1 when it is overconfident). `std_rel` and `error_rel` are the
-    per-image mean std and RMS error as fractions of the target's 0.1-99.9 percentile range,
-    averaged over images: comparable across data sets of different brightness.
+    `std_to_error` is the root mean calibrated variance over the RMS error of all test pixels
+    (the ratio ENCE compares bin by bin: 1 when the std is right on average, below 1 when it is
+    overconfident). `std_rel` and `error_rel` are the per-image root mean variance and RMS error
+    as fractions of the target's 0.1-99.9 percentile range, averaged over images: comparable
+    across data sets of different brightness.
     """
+
+    def rms(values: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(values.astype(np.float64) ** 2)))
+
     std, error = np.concatenate(calibrated), np.concatenate(errors)
+    pairs = list(zip(calibrated, errors, ranges, strict=True))
     return {
-        "std_to_error": float(std.mean() / np.sqrt(np.mean(error**2))),
-        "std_rel": float(np.mean([s.mean() / r for s, r in zip(calibrated, ranges, strict=True)])),
-        "error_rel": float(
-            np.mean([np.sqrt(np.mean(e**2)) / r for e, r in zip(errors, ranges, strict=True)])
-        ),
+        "std_to_error": rms(std) / rms(error),
+        "std_rel": float(np.mean([rms(s) / r for s, _, r in pairs])),
+        "error_rel": float(np.mean([rms(e) / r for _, e, r in pairs])),
     }
 
 

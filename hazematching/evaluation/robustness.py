@@ -1,11 +1,12 @@
 """`hazematching robustness`: how a model holds up on conditions it was not trained on.
 
 Each condition of a `RobustnessPlan` is a simulated test set (written once into
-OUT/data/<condition> and reused); every model is evaluated on it with `evaluate` (a full report
-per condition in OUT/reports/<condition>). The table gives, per model and condition, the MMSE
-gain over the hazy input, that gain as a share of the model's gain on the reference (in-range)
-condition, the calibrated ENCE and how the calibrated std compares with the actual error, which
-shows whether the std flags the conditions where the model is less accurate.
+OUT/data/<condition> and reused) or a folder of pairs from elsewhere; every model is evaluated
+on it with `evaluate` (a full report per condition in OUT/reports/<condition>). The table gives,
+per model and condition, the MMSE gain over the hazy input, that gain as a share of the model's
+gain on the reference (in-range) condition, the calibrated ENCE and how the calibrated std
+compares with the actual error, which shows whether the std flags the conditions where the
+model is less accurate.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def condition_config(plan: RobustnessPlan, name: str) -> SimulationConfig:
 
 
 def _test_set(out_dir: Path, plan: RobustnessPlan, name: str, progress: bool) -> Path:
-    """OUT/data/<name>, simulated unless it already holds exactly this condition."""
+    """The condition's own data folder, or OUT/data/<name>, simulated unless it already holds
+    exactly this condition."""
+    if plan.conditions[name].data is not None:
+        return Path(plan.conditions[name].data)
     config = condition_config(plan, name)
     folder = out_dir / DATA / name
     manifest = folder / "simulation.json"

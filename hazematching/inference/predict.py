@@ -178,10 +178,10 @@ def predict_image(
     image: np.ndarray,
     name: str,
     out_dir: Path,
-    on_progress: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` and its `.png` preview."""
-    stack = runner.run(image, on_progress)
+    stack = runner.run(image, on_progress or _ignore)
     return _write_result(out_dir, name, image, stack, runner.channel_names)
 
 
@@ -240,9 +240,10 @@ def predict(
     and the settings.
     """
     names = check_input_names(inputs)
+    open_model(model_path, "predict", sampling=sampling is not None)  # a missing model first
+    images = [read_single(Path(p), channel) for p in inputs]
     runner = load_runner(model_path, sampling, device)
     out_dir = Path(out_dir)
-    images = [read_single(Path(p), channel) for p in inputs]
     output_folder(out_dir)
     written = []
     total = sum(runner.work(image) for image in images)
