@@ -165,6 +165,19 @@ def simulate(
         if randomize
         else None
     )
+    fixed = {
+        "--thickness": thickness,
+        "--widefield-photons": widefield_photons,
+        "--confocal-photons": confocal_photons,
+        "--read-noise": read_noise,
+        "--defocus-brightness": defocus_brightness,
+    }
+    given = [option for option, value in fixed.items() if value is not None]
+    if randomization is not None and given:
+        raise HazeMatchingError(
+            f"{', '.join(given)}: drawn from the ranges when randomising; pin the range in a "
+            "--ranges file instead"
+        )
 
     config = _build(
         SimulationConfig,
@@ -550,12 +563,17 @@ def robustness(
     from .evaluation.robustness import robustness as run
 
     plan = load_toml(conditions, RobustnessPlan, "robustness plan")
-    if data:
-        stored = plan.model_dump()
-        extra = dict(_external_condition(item) for item in data)
-        plan = RobustnessPlan.model_validate(
-            {**stored, "conditions": {**stored["conditions"], **extra}}
-        )
+    stored = plan.model_dump()
+    for condition in stored["conditions"].values():  # like recipes: relative to the plan file
+        if condition["data"] is not None and not Path(condition["data"]).is_absolute():
+            condition["data"] = Path(conditions).parent / condition["data"]
+    extra = dict(_external_condition(item) for item in data or [])
+    clash = sorted(set(extra) & set(stored["conditions"]))
+    if clash:
+        raise HazeMatchingError(f"--data names {clash} are conditions of the plan already")
+    plan = RobustnessPlan.model_validate(
+        {**stored, "conditions": {**stored["conditions"], **extra}}
+    )
     options = {"samples": samples, "steps": steps, "seed": seed}
     sampling = (
         _build(SamplingConfig, {}, **options)

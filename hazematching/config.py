@@ -239,6 +239,12 @@ class RobustnessCondition(StrictModel):
             raise ValueError(f"{sorted(reserved)} are set by the plan, not per condition")
         return value
 
+    @model_validator(mode="after")
+    def _data_or_simulation(self) -> RobustnessCondition:
+        if self.data is not None and (self.simulation or self.ranges != RandomizationConfig()):
+            raise ValueError("a condition with `data` is not simulated: drop ranges/simulation")
+        return self
+
 
 class RobustnessPlan(StrictModel):
     """Held-out conditions on which `hazematching robustness` measures a model.

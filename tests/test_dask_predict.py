@@ -149,9 +149,26 @@ def test_a_failing_image_is_reported_by_name_while_the_others_finish(
     assert json.loads((out / "predict.json").read_text())["failed"] == result.failed
 
 
-def test_cli_exit_status_and_unreachable_scheduler(
-    trained, images: list[Path], tmp_path: Path
+def test_each_worker_loads_the_model_once(client, trained, images: list[Path], tmp_path: Path):
+    """After a run of eight images on fresh workers, each worker that worked holds one model,
+    under this run's settings: the model is not reloaded per image."""
+    client.restart()
+    predict_distributed(trained.best, images, tmp_path, client, SAMPLING, progress=False)
+
+    def loaded() -> list[str]:
+        from hazematching.cluster import batch
+
+        return sorted(batch._RUNNERS)
+
+    held = [keys for keys in client.run(loaded).values() if keys]
+    assert held and all(len(keys) == 1 for keys in held)
+    assert len({keys[0] for keys in held}) == 1
+
+
+def test_cli_on_an_existing_scheduler_exit_status_and_bad_addresses(
+    client, trained, images: list[Path], tmp_path: Path
 ) -> None:
+    address = client.scheduler.address
     done = run(
         "predict",
         trained.best,
@@ -159,8 +176,8 @@ def test_cli_exit_status_and_unreachable_scheduler(
         tmp_path / "missing.tif",
         "--out",
         tmp_path / "o",
-        "--workers",
-        "1",
+        "--scheduler",
+        address,
         "--samples",
         "2",
         "--steps",
@@ -174,6 +191,7 @@ def test_cli_exit_status_and_unreachable_scheduler(
     with pytest.raises(HazeMatchingError, match="cannot reach the Dask scheduler") as error:
         unreachable.__enter__()
     assert "\n" not in str(error.value) and "tcp://127.0.0.1:9" in str(error.value)
-    done = run("predict", trained.best, images[0], "--out", tmp_path / "p", "--workers", "0")
-    assert done.returncode != 0 and "at least 1" in done.stderr
+    for extra in (["--workers", "0"], ["--workers", "1", "--scheduler", address]):
+        done = run("predict", trained.best, images[0], "--out", tmp_path / "p", *extra)
+        assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()

@@ -75,22 +75,26 @@ def test_psf_models_narrow_with_na_widen_with_wavelength_keep_defocused_energy(
     assert _radius_um(narrower, 0.05) < 0.9 * _radius_um(base[DEFOCUSED], 0.05)
 
 
-def test_vectorial_agrees_with_scalar_at_low_na_in_focus_and_widens_the_focus_at_high_na() -> None:
-    """At NA 0.5 in water the rays are within 22 degrees of the axis, where polarisation
-    effects scale as sin^2 = 0.14 of the edge rays' weight; the two models agree to 6 % relative
-    l2 in focus (measured 4.6 %, the rest is the sampled pupil of the scalar model). At NA 1.3
-    in oil the vectorial focus is measurably wider, which is the reason to have that model."""
+def test_vectorial_agrees_with_scalar_at_low_na_in_focus_and_parts_with_it_as_na_grows() -> None:
+    """The scalar model neglects polarisation: the vectorial focus differs from it by terms that
+    vanish as the rays approach the axis. So the two must agree at low NA (NA 0.5 in water:
+    rays within 22 degrees of the axis) and part as the NA grows. The tolerance, 6 % relative
+    l2 at NA 0.5 in focus and 0.6 um out of it, is set by the scalar model's pupil, sampled on
+    the image's frequency grid (a radius of 3.7 frequency pixels here at NA 0.5; below that NA
+    the sampling, not the physics, dominates the difference); it is far below the gap at NA 1.1."""
 
-    def distance(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    def distance(na: float, n: float, plane: int = FOCUS) -> float:
+        scalar, vectorial = _psf("scalar", na=na, n=n), _psf("vectorial", na=na, n=n)
+        return float(
+            np.linalg.norm(vectorial[plane] - scalar[plane]) / np.linalg.norm(scalar[plane])
+        )
 
-    low = {"na": 0.5, "n": 1.33}
-    scalar, vectorial = _psf("scalar", **low), _psf("vectorial", **low)
-    assert distance(vectorial[FOCUS], scalar[FOCUS]) < 0.06
-    assert distance(vectorial[FOCUS + 2], scalar[FOCUS + 2]) < 0.06  # 0.6 um defocus
+    sweep = [distance(na, 1.33) for na in (0.5, 0.8, 1.1)]
+    assert sweep == sorted(sweep) and sweep[0] < sweep[-1] / 3
+    assert sweep[0] < 0.06 and distance(0.5, 1.33, FOCUS + 2) < 0.06
+    # at NA 1.3 in oil the vectorial focus is measurably wider, the reason to have that model
     high = {"na": 1.3, "n": 1.52}
     scalar, vectorial = _psf("scalar", **high), _psf("vectorial", **high)
-    assert distance(vectorial[FOCUS], scalar[FOCUS]) > 0.15
     assert _radius_um(vectorial[FOCUS], 0.05) > _radius_um(scalar[FOCUS], 0.05)
 
 
@@ -121,12 +125,27 @@ def _haze(pair_config: SimulationConfig, pairs: int = 3) -> float:
     return float(np.mean(ratios))
 
 
-def test_out_of_focus_brightness_and_thickness_add_haze() -> None:
+def test_out_of_focus_brightness_adds_haze() -> None:
     base = SimulationConfig(size=SIZE)
     assert _haze(base.model_copy(update={"defocus_brightness": 3.0})) > 1.2 * _haze(base)
-    assert _haze(base.model_copy(update={"thickness_um": 10.0})) > 1.2 * _haze(
-        base.model_copy(update={"thickness_um": 2.0})
+
+
+def test_simulate_images_through_the_configured_optics() -> None:
+    """The wiring from configuration to PSFs: the excitation wavelength shapes the confocal
+    image only, the PSF model and the aberrations both images."""
+    empty = dict.fromkeys(STRUCTURES, 0.0)
+    base = SimulationConfig(size=SIZE, **{**empty, "puncta": 40.0})
+    pair = simulate_pair(base, 0)
+    bluer = simulate_pair(base.model_copy(update={"excitation_nm": 405.0}), 0)
+    assert np.array_equal(bluer.widefield_clean, pair.widefield_clean)
+    # a shorter excitation wavelength: a tighter excitation spot, sharper confocal puncta
+    assert bluer.confocal_clean.max() / bluer.confocal_clean.sum() > 1.05 * (
+        pair.confocal_clean.max() / pair.confocal_clean.sum()
     )
+    for change in ({"psf_model": "gaussian"}, {"spherical_aberration": 0.15}):
+        other = simulate_pair(SimulationConfig.model_validate({**base.model_dump(), **change}), 0)
+        assert not np.allclose(other.widefield_clean, pair.widefield_clean, rtol=1e-3)
+        assert not np.allclose(other.confocal_clean, pair.confocal_clean, rtol=1e-3)
 
 
 def _noise_std(config: SimulationConfig) -> float:
@@ -193,7 +212,7 @@ def test_draws_stay_in_range_are_recorded_and_pinned_ranges_pin(tmp_path: Path) 
         assert pair.randomize is None
         assert 0.9 <= pair.numerical_aperture <= min(1.4, 0.95 * pair.immersion_index)
         assert 30.0 <= pair.widefield_photons <= 3000.0 and pair.read_noise == 2.0
-        assert pair.emission_nm - pair.excitation_nm >= 20.0
+        assert 20.0 <= pair.emission_nm - pair.excitation_nm <= 60.0
         assert any(getattr(pair, name) > 0 for name in STRUCTURES)
         assert pair.widefield_gain == pytest.approx(200.0 / pair.widefield_photons)
         assert pair.confocal_gain == pytest.approx(2000.0 / pair.confocal_photons)
@@ -208,22 +227,45 @@ def test_draws_stay_in_range_are_recorded_and_pinned_ranges_pin(tmp_path: Path) 
 
 
 def test_standardised_intensity_keeps_the_scale_and_varies_the_noise() -> None:
-    """With the default gains every image has the base configuration's scale; only the noise
-    (relative to the signal) follows the drawn photon level."""
+    """With the default gains every image has the base configuration's scale (200 at the 99.9th
+    percentile of the widefield signal); only the noise follows the drawn photon level."""
     pinned = {"background": (0.0, 0.0), "read_noise": (0.0, 0.0)}
-    peaks, noise = {}, {}
+    means, noise = {}, {}
     for photons in (30.0, 1000.0):
         ranges = RandomizationConfig(widefield_photons=(photons, photons), **pinned)
         pair = simulate_pair(SimulationConfig(size=SIZE, seed=2, randomize=ranges), 0)
-        clean = pair.widefield_clean * 200.0 / np.percentile(pair.widefield_clean, 99.9)
-        peaks[photons] = np.percentile(clean, 99.9)
-        noise[photons] = np.std(pair.widefield - clean) / peaks[photons]
-    assert peaks[30.0] == pytest.approx(peaks[1000.0]) == pytest.approx(200.0)
+        signal = pair.widefield_clean * 200.0 / np.percentile(pair.widefield_clean, 99.9)
+        means[photons] = float(pair.widefield.mean() / signal.mean())
+        noise[photons] = float(np.std(pair.widefield - signal) / 200.0)
+    # the noisy images have the scale of the signal at 200 (Poisson noise has zero mean)
+    assert means[30.0] == pytest.approx(1.0, abs=0.03)
+    assert means[1000.0] == pytest.approx(1.0, abs=0.01)
     # Poisson: relative noise grows like 1 / sqrt(photons), here sqrt(1000 / 30) = 5.8
     assert noise[30.0] / noise[1000.0] == pytest.approx(np.sqrt(1000 / 30), rel=0.15)
     raw = RandomizationConfig(standardize_intensity=False, widefield_photons=(30.0, 30.0))
     dim = simulate_pair(SimulationConfig(size=SIZE, seed=2, randomize=raw), 0)
     assert np.percentile(dim.widefield, 99.9) < 60.0  # photon counts, not the standard scale
+
+
+def test_structure_probability_sets_how_many_structures_a_pair_mixes() -> None:
+    counts = {}
+    for probability in (0.2, 1.0):
+        ranges = RandomizationConfig(structure_probability=probability)
+        config = SimulationConfig(seed=5, randomize=ranges)
+        counts[probability] = [
+            sum(getattr(draw_condition(config, i), name) > 0 for name in STRUCTURES)
+            for i in range(40)
+        ]
+    assert set(counts[1.0]) == {len(RandomizationConfig().structures)}  # all five, every pair
+    assert min(counts[0.2]) == 1 and np.mean(counts[0.2]) < 2.0  # at least one, rarely more
+
+
+def test_randomising_refuses_fixed_values_it_would_override(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["simulate", str(tmp_path / "out"), "--randomize", "--thickness", "4"]
+    )
+    assert result.exit_code != 0 and "--thickness" in result.output and "--ranges" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_same_seed_same_randomised_data_other_seed_other_data(tmp_path: Path) -> None:
@@ -241,10 +283,11 @@ def test_same_seed_same_randomised_data_other_seed_other_data(tmp_path: Path) ->
     assert not any(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
-def test_fixed_configuration_pairs_are_unchanged_by_randomisation_support() -> None:
-    """A pair without ranges draws nothing: its stream is (seed, index) as before."""
+def test_a_fixed_configuration_draws_nothing() -> None:
+    """A pair without ranges keeps its configuration and its stream (seed, index)."""
     config = SimulationConfig(size=32, seed=4)
     assert draw_condition(config, 1) is config
+    assert simulate_pair(config, 1).seed == [4, 1]
     randomised = SimulationConfig(size=32, seed=4, randomize=RandomizationConfig())
     assert not np.array_equal(
         simulate_pair(config, 1).widefield, simulate_pair(randomised, 1).widefield

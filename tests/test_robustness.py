@@ -203,3 +203,22 @@ def test_an_external_folder_of_pairs_is_a_condition_too(
         "no-equals-sign",
     )
     assert done.returncode != 0 and "NAME=FOLDER" in done.stderr
+
+
+def test_bad_plans_fail_before_anything_is_written(calibrated_checkpoint: Path, tmp_path: Path):
+    model = [ModelEntry("m", calibrated_checkpoint)]
+    gone = {
+        **PLAN.conditions,
+        "gone": RobustnessCondition(description="x", data=tmp_path / "nowhere"),
+    }
+    with pytest.raises(HazeMatchingError, match="data folder not found"):
+        robustness(model, PLAN.model_copy(update={"conditions": gone}), tmp_path / "a")
+    drawn = {
+        **PLAN.conditions,
+        "pinned": RobustnessCondition(description="x", simulation={"numerical_aperture": 0.7}),
+    }
+    with pytest.raises(HazeMatchingError, match="drawn from the ranges"):
+        robustness(model, PLAN.model_copy(update={"conditions": drawn}), tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="is not simulated"):
+        RobustnessCondition(description="x", data=tmp_path, simulation={"read_noise": 1.0})

@@ -1,8 +1,9 @@
 """Connecting to a Dask cluster: a local one of N worker processes, or an existing scheduler.
 
 Facilities run their own clusters (dask-jobqueue on SLURM, dask-gateway, Kubernetes); all of
-them expose a scheduler address, which is all `--scheduler` needs. Local workers get one thread
-each: the model's own tensor operations are the parallelism inside a worker.
+them expose a scheduler address, which is all `--scheduler` needs. Local workers are processes
+with one thread each, and Dask's nanny starts them with OMP_NUM_THREADS=1, so each uses one
+core: ask for as many workers as cores (and memory for one model per worker) allow.
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ model is less accurate.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RobustnessPlan, SamplingConfig, SimulationConfig
+from ..data.randomization import DRAWN
 from ..data.simulate import simulate
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, write_json, write_text
@@ -36,8 +38,17 @@ class ModelEntry:
 
 
 def condition_config(plan: RobustnessPlan, name: str) -> SimulationConfig:
-    """The simulation of condition `name`: a test set only, seeded by the plan."""
+    """The simulation of condition `name`: a test set only, seeded by the plan.
+
+    Fixed `simulation` values of a randomised condition may not name a factor the ranges draw
+    (the draw would silently replace them): pin the range instead.
+    """
     condition = plan.conditions[name]
+    drawn = sorted(set(condition.simulation) & set(DRAWN)) if condition.randomize else []
+    if drawn:
+        raise HazeMatchingError(
+            f"condition {name!r}: {drawn} are drawn from the ranges; pin their ranges instead"
+        )
     return SimulationConfig.model_validate(
         {
             **condition.simulation,
@@ -59,12 +70,19 @@ def _test_set(out_dir: Path, plan: RobustnessPlan, name: str, progress: bool) ->
     folder = out_dir / DATA / name
     manifest = folder / "simulation.json"
     if manifest.is_file():
-        stored = json.loads(manifest.read_text())["config"]
-        if SimulationConfig.model_validate(stored) != config:
+        try:
+            stored = SimulationConfig.model_validate(json.loads(manifest.read_text())["config"])
+        except (OSError, ValueError, KeyError) as error:
+            raise HazeMatchingError(
+                f"unreadable simulation record ({type(error).__name__}); use a new --out", manifest
+            ) from error
+        if stored != config:
             raise HazeMatchingError(
                 f"holds another simulation than condition {name!r}; use a new --out", folder
             )
         return folder
+    if folder.exists():  # an interrupted simulation (the record is written last): start over
+        shutil.rmtree(folder)
     simulate(folder, config, progress=progress)
     return folder
 
@@ -146,6 +164,11 @@ def robustness(
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise HazeMatchingError(f"model names must differ, got {names}; pass --names")
+    for name, condition in plan.conditions.items():
+        if condition.data is not None and not Path(condition.data).is_dir():
+            raise HazeMatchingError(f"condition {name!r}: data folder not found", condition.data)
+        if condition.data is None:
+            condition_config(plan, name)  # every simulation valid before anything is written
     out_dir = check_output_folder(out_dir)
     rows = []
     for condition in plan.conditions:
