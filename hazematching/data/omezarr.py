@@ -1,0 +1,130 @@
+"""OME-Zarr input and output: the field's format for images too large for memory.
+
+Images are read lazily as dask arrays (the full-resolution level of the multiscale pyramid), so
+a 30000 x 30000 px scan is never loaded at once; results are written as a new OME-Zarr image
+with channels (mmse, std [, samples]) and the input's pixel scale, through a temporary folder
+renamed into place when complete, so a crash never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HazeMatchingError
+
+SPATIAL = ("y", "x")
+
+
+@dataclass(frozen=True)
+class ZarrImage:
+    """A lazily read single-channel image: `data` (planes, Y, X) and its axes' pixel sizes."""
+
+    data: object  # dask.array.Array
+    scale: dict[str, float]
+
+
+def is_ome_zarr(path: Path) -> bool:
+    """Whether `path` is a folder that looks like a Zarr store (v2 or v3 metadata)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists() for name in ("zarr.json", ".zattrs"))
+
+
+def read_ome_zarr(path: Path) -> ZarrImage:
+    """The full-resolution level of the first image in an OME-Zarr store, as (planes, Y, X).
+
+    Axes t, c and z of size 1 are dropped, z becomes the planes; anything else (several
+    channels or time points) is refused with the axes found, as for TIFFs.
+    """
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    path = Path(path)
+    location = parse_url(str(path))
+    if location is None:
+        raise HazeMatchingError("not an OME-Zarr store", path)
+    nodes = [node for node in Reader(location)() if node.data]
+    if not nodes:
+        raise HazeMatchingError("OME-Zarr store without image data", path)
+    node = nodes[0]
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in node.metadata.get("axes", [])]
+    data = node.data[0]
+    if len(axes) != data.ndim:
+        axes = list("tczyx"[-data.ndim :])
+    if axes[-2:] != list(SPATIAL):
+        raise HazeMatchingError(f"OME-Zarr axes {''.join(axes)} do not end in y, x", path)
+    extra = [(name, size) for name, size in zip(axes[:-2], data.shape[:-2], strict=True)]
+    for name, size in extra:
+        if name != "z" and size != 1:
+            raise HazeMatchingError(
+                f"OME-Zarr image with {size} {name} (axes {''.join(axes)}); give one "
+                "single-channel image (planes along z only)",
+                path,
+            )
+    index = tuple(slice(None) if name == "z" else 0 for name, _ in extra)
+    data = data[index]
+    if data.ndim == 2:
+        data = data[None]
+    if not np.issubdtype(data.dtype, np.number):
+        raise HazeMatchingError(f"OME-Zarr image of dtype {data.dtype} is not numeric", path)
+    transforms = node.metadata.get("coordinateTransformations") or [[]]
+    scales = [t["scale"] for t in transforms[0] if t.get("type") == "scale"]
+    scale = dict(zip(axes, scales[0], strict=True)) if scales else {}
+    return ZarrImage(data, {name: float(value) for name, value in scale.items() if name != "c"})
+
+
+@contextlib.contextmanager
+def _atomic_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder next to `path`, renamed onto it if the block succeeds."""
+    path = Path(path)
+    if path.exists():
+        raise HazeMatchingError("already exists; choose a new output path", path)
+    if not path.parent.is_dir():
+        raise HazeMatchingError("output folder does not exist", path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_ome_zarr(
+    path: Path,
+    data: object,
+    channel_names: list[str],
+    scale: dict[str, float] | None = None,
+    chunk: int = 512,
+) -> Path:
+    """Write (C, Y, X) or (Z, C, Y, X) float32 data (numpy or dask) as one OME-Zarr image.
+
+    A dask array is computed block by block as it is written, so memory stays bounded by the
+    chunks. The channel names are stored in the group's `hazematching` attributes.
+    """
+    import zarr
+    from ome_zarr.writer import write_image
+
+    axes = "cyx" if len(data.shape) == 3 else "zcyx"  # type: ignore[attr-defined]
+    if data.shape[-3 if axes == "cyx" else 1] != len(channel_names):  # type: ignore[attr-defined]
+        raise ValueError(f"{len(channel_names)} channel names for data of shape {data.shape}")
+    scale = scale or {}
+    pixel = {name: scale.get(name, 1.0) if name != "c" else 1.0 for name in axes}
+    chunks = tuple(1 if name in "zc" else chunk for name in axes)
+    with _atomic_folder(Path(path)) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        write_image(
+            data,
+            group,
+            axes=axes,
+            scale_factors=(),  # one resolution level: the result, not a pyramid
+            scale=pixel,
+            storage_options={"chunks": chunks},
+        )
+        group.attrs["hazematching"] = {"channels": list(channel_names)}
+    return Path(path)
