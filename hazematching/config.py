@@ -7,18 +7,13 @@ wrote to disk.
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import HazeMatchingError, describe_validation_error
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 Method = Literal["hazematching", "reflow", "indi", "unet", "cyclegan"]
 METHODS: tuple[str, ...] = ("hazematching", "reflow", "indi", "unet", "cyclegan")
