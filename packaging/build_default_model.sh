@@ -6,8 +6,9 @@
 #   MAINTAINER=your-github-user bash packaging/build_default_model.sh   (to upload to the zoo)
 # The training and in-range held-out pairs are domain-randomised (`simulate --randomize`, the
 # default ranges of RandomizationConfig). The single-configuration model it is compared with is
-# the same recipe on fixed-configuration pairs:
-#   SIMULATION= PAIRS=150 SPLIT=0.8,0.1,0.1 bash packaging/build_default_model.sh runs/default-model
+# the same recipe on fixed-configuration pairs, stopped before packaging (PACKAGE=0):
+#   SIMULATION= PAIRS=150 SPLIT=0.8,0.1,0.1 PACKAGE=0 bash packaging/build_default_model.sh \
+#       runs/default-model
 # Stages whose output exists are skipped, so an interrupted build continues.
 set -euo pipefail
 HM="${HM:-.venv/bin/hazematching}"
@@ -79,6 +80,9 @@ fi
 # the SWD of both over 10 seeds of its own and over 4 samples, to set the difference against
 [ -f "$WORK/report/swd_spread.json" ] || $PY packaging/swd_spread.py "$WORK" \
     "$WORK/report/swd_spread.json" --run reflow --steps "$STEPS"
+
+# the comparison model of a robustness table stops here (PACKAGE=0)
+[ "${PACKAGE:-1}" = 1 ] || exit 0
 
 # 5b. robustness on held-out conditions that each move one factor outside the training ranges
 #     (packaging/robustness.toml), next to the single-configuration model of the same recipe
