@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from distributed import Client, LocalCluster
 
 from hazematching.cluster.batch import COMPLETE, predict_distributed
 from hazematching.cluster.connect import dask_client
@@ -41,12 +40,7 @@ def images(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path
 @pytest.fixture(scope="module")
 def client():
     """Two worker processes with one thread each."""
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as connected,
-    ):
+    with dask_client(workers=2) as connected:
         yield connected
 
 

@@ -107,8 +107,7 @@ def is_complete(out_dir: Path, name: str, key: str, source: Path) -> bool:
         return False
 
 
-def _runner(settings: BatchSettings) -> Runner:
-    key = settings.key()
+def _runner(settings: BatchSettings, key: str) -> Runner:
     if key not in _RUNNERS:
         _RUNNERS[key] = load_runner(settings.model, settings.sampling, settings.device)
     return _RUNNERS[key]
@@ -119,12 +118,13 @@ def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -
     folder = Path(out_dir)
     image = read_single(Path(source), settings.channel)
     stamp = file_stamp(Path(source))
-    runner = _runner(settings)
+    key = settings.key()
+    runner = _runner(settings, key)
     written = predict_image(runner, image, name, folder)
     write_json(
         _record(folder, name),
         {
-            "settings": settings.key(),
+            "settings": key,
             "input": stamp,
             "sha256": _sha256(written),
             "sampling": runner.settings,

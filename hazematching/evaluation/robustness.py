@@ -113,10 +113,9 @@ def _with_shares(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> list[dict[
     ]
 
 
-def _number(value: float | None, digits: int, percent: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.0f} %" if percent else f"{value:.{digits}f}"
+def _number(value: float | None, digits: int, scale: float = 1.0, unit: str = "") -> str:
+    """`value` x `scale` with `digits` decimals and `unit`; '-' for a missing value."""
+    return "-" if value is None else f"{scale * value:.{digits}f}{unit}"
 
 
 def robustness_table(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> list[str]:
@@ -136,10 +135,9 @@ def robustness_table(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> list[s
         lines.append(
             f"| {r['model']} | {r['condition']} | {condition.out_of_range or '(in range)'} "
             f"| {r['input_ri_psnr']:.2f} | {r['mmse_ri_psnr']:.2f} | {r['gain']:+.2f} "
-            f"| {_number(r['share_of_reference_gain'], 0, percent=True)} "
+            f"| {_number(r['share_of_reference_gain'], 0, 100, ' %')} "
             f"| {_number(r['ence_calibrated'], 3)} | {_number(r['std_to_error'], 2)} "
-            f"| {_number(r['std_rel'] and 100 * r['std_rel'], 2)} "
-            f"| {_number(r['error_rel'] and 100 * r['error_rel'], 2)} |"
+            f"| {_number(r['std_rel'], 2, 100)} | {_number(r['error_rel'], 2, 100)} |"
         )
     lines += ["", "Conditions:", ""]
     lines += [f"- `{name}`: {c.description}" for name, c in plan.conditions.items()]
