@@ -143,20 +143,28 @@ def test_a_failing_image_is_reported_by_name_while_the_others_finish(
     assert json.loads((out / "predict.json").read_text())["failed"] == result.failed
 
 
-def test_each_worker_loads_the_model_once(client, trained, images: list[Path], tmp_path: Path):
+def test_each_worker_loads_the_model_once_and_the_environment_is_given_back(
+    trained, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After a run of eight images on fresh workers, each worker that worked holds one model,
-    under this run's settings: the model is not reloaded per image."""
-    client.restart()
-    predict_distributed(trained.best, images, tmp_path, client, SAMPLING, progress=False)
+    under this run's settings: the model is not reloaded per image. Closing the local cluster
+    gives back the environment its nannies changed (OMP_NUM_THREADS=1 would otherwise slow, and
+    change the float results of, every program this process starts afterwards)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # the module's cluster has set them in here
+    before = dict(os.environ)
+    with dask_client(workers=2) as fresh:
+        predict_distributed(trained.best, images, tmp_path, fresh, SAMPLING, progress=False)
 
-    def loaded() -> list[str]:
-        from hazematching.cluster import batch
+        def loaded() -> list[str]:
+            from hazematching.cluster import batch
 
-        return sorted(batch._RUNNERS)
+            return sorted(batch._RUNNERS)
 
-    held = [keys for keys in client.run(loaded).values() if keys]
+        held = [keys for keys in fresh.run(loaded).values() if keys]
     assert held and all(len(keys) == 1 for keys in held)
     assert len({keys[0] for keys in held}) == 1
+    assert dict(os.environ) == before
 
 
 def test_cli_on_an_existing_scheduler_exit_status_and_bad_addresses(

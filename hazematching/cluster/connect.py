@@ -3,12 +3,16 @@
 Facilities run their own clusters (dask-jobqueue on SLURM, dask-gateway, Kubernetes); all of
 them expose a scheduler address, which is all `--scheduler` needs. Local workers are processes
 with one thread each, and Dask's nanny starts them with OMP_NUM_THREADS=1, so each uses one
-core: ask for as many workers as cores (and memory for one model per worker) allow.
+core: ask for as many workers as cores (and memory for one model per worker) allow. The nanny
+sets those variables in this process's own environment before each start of a worker; a local
+cluster gives the environment back as it found it when it closes, so that programs started
+afterwards (a subprocess, a second run in the same session) get all cores again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -48,9 +52,22 @@ def dask_client(
     if workers < 1:
         raise HazeMatchingError(f"--workers must be at least 1, got {workers}")
     with (
+        _environment_restored(),
         LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
         yield client
+
+
+@contextlib.contextmanager
+def _environment_restored() -> Iterator[None]:
+    """Undo, on exit, the changes Dask's nannies make to `os.environ` (OMP_NUM_THREADS=1 and the
+    like, set in the parent before each worker process starts)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
