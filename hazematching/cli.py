@@ -18,6 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from .config import (
+    BlockConfig,
     CycleGANConfig,
     NetworkConfig,
     RandomizationConfig,
@@ -343,9 +344,10 @@ def predict(
         ...,
         metavar="[MODEL] IMAGES...",
         help="MODEL: checkpoint (.pt), run folder or model package (.zip or folder); without it "
-        "the bundled model model_zoo/hazematching-simulated. IMAGES: hazy TIFFs (2D or stacks)",
+        "the bundled model model_zoo/hazematching-simulated. IMAGES: hazy TIFFs (2D or stacks) "
+        "or OME-Zarr images (sampled block by block)",
     ),
-    out: Path = typer.Option(..., "--out", help="folder for the output TIFFs"),
+    out: Path = typer.Option(..., "--out", help="folder for the outputs"),
     samples: int = typer.Option(
         None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
     ),
@@ -377,9 +379,23 @@ def predict(
         help="run on the existing Dask cluster at this address (e.g. tcp://host:8786, started "
         "by dask-jobqueue on SLURM); a re-run skips complete outputs",
     ),
+    block: int = typer.Option(
+        None, help=f"large images: side of the blocks, px {_default(BlockConfig, 'block')}"
+    ),
+    halo: int = typer.Option(
+        None,
+        help="large images: context around each block, px; neighbours are blended over twice "
+        f"this {_default(BlockConfig, 'halo')}",
+    ),
+    block_above: int = typer.Option(
+        None,
+        help="TIFF planes with more pixels than this are sampled block by block "
+        f"{_default(BlockConfig, 'above')}",
+    ),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs, and PNG previews."""
+    """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs or OME-Zarr, and
+    PNG previews."""
     from .inference.predict import predict as run
     from .inference.predict import split_model_argument
 
@@ -396,6 +412,7 @@ def predict(
     }
     given = any(value is not None for value in options.values())
     sampling = _build(SamplingConfig, {}, **options) if given else None
+    blocks = _build(BlockConfig, {}, block=block, halo=halo, above=block_above)
     if workers is None and scheduler is None:
         written = run(
             model,
@@ -405,6 +422,7 @@ def predict(
             channel=channel,
             device=device or "auto",
             progress=progress,
+            blocks=blocks,
         )
         typer.echo(f"wrote {len(written)} file(s) to {out}")
         return
@@ -423,6 +441,7 @@ def predict(
             channel=channel,
             device=device or "auto",
             progress=progress,
+            blocks=blocks,
         )
     for name, message in result.failed.items():
         typer.echo(f"failed: {name}: {message}", err=True)

@@ -436,6 +436,33 @@ class TrainConfig(StrictModel):
         return self
 
 
+class BlockConfig(StrictModel):
+    """How images too large for one pass are cut into blocks (`inference/blocks.py`)."""
+
+    block: int = Field(512, ge=16, description="side of the blocks an image is cut into, px")
+    halo: int = Field(
+        32,
+        ge=0,
+        description="context added on every side of a block, px; neighbours are blended over "
+        "2 x halo px",
+    )
+    above: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="TIFF planes with more pixels than this are sampled block by block "
+        "(OME-Zarr images always are)",
+    )
+
+    @model_validator(mode="after")
+    def _halo_fits(self) -> BlockConfig:
+        if self.block < 2 * self.halo:
+            raise ValueError(
+                f"block size {self.block} px is smaller than twice the halo ({self.halo} px): "
+                "blocks are blended with their neighbours over 2 x halo px"
+            )
+        return self
+
+
 class SamplingConfig(StrictModel):
     """How posterior samples are drawn at prediction time."""
 

@@ -149,12 +149,19 @@ def test_progress_driver_is_bitwise_identical(tile: int) -> None:
     with torch.no_grad():
         driven = run_with_progress(scripted, hazy, calls.append)
         assert torch.equal(driven, scripted(hazy))
+        shifted = run_with_progress(scripted, hazy, _ignore, (7, 11))
+        assert torch.equal(shifted, scripted.sample_at(hazy, 7, 11))
+        assert not torch.equal(shifted, driven)  # other noise
     # 3 sample batches x 4 steps x tiles: 1 untiled; 30 x 22 with tiles of 16 + 4 = 20 px at most
     # 16 apart -> starts (0, 10) x (0, 2) = 4
     tiles = 1 if tile == 0 else 4
     if tile:
         assert tile_edges(scripted, 30) == [10, 20] and tile_edges(scripted, 22) == [2, 20]
     assert sum(calls) == tile_evaluations(scripted, 30, 22) == 3 * 4 * tiles
+
+
+def _ignore(tiles: int) -> None:
+    """A progress callback that counts nothing."""
 
 
 # --- statistics, calibration, start state, seeds and batching ------------------------------
@@ -204,11 +211,15 @@ def test_start_state_of_each_method() -> None:
     # samples 1 and 2 of both images, ordered (sample, image); noise depends on the sample only
     noise = torch.cat([_noise(1, k, 8, 8).expand(2, 1, 8, 8) for k in (1, 2)])
     field = ConstantField(0.0)
-    assert torch.equal(_sampler(field).initial_state(guide, 1, 2), noise)
-    unet = _sampler(field, start_input=1.0, start_noise=0.0).initial_state(guide, 1, 2)
+    assert torch.equal(_sampler(field).initial_state(guide, 1, 2, 0, 0), noise)
+    unet = _sampler(field, start_input=1.0, start_noise=0.0).initial_state(guide, 1, 2, 0, 0)
     assert torch.equal(unet, guide.repeat(2, 1, 1, 1))
-    indi = _sampler(field, start_input=1.0, start_noise=0.1).initial_state(guide, 1, 2)
+    indi = _sampler(field, start_input=1.0, start_noise=0.1).initial_state(guide, 1, 2, 0, 0)
     torch.testing.assert_close(indi, guide.repeat(2, 1, 1, 1) + 0.1 * noise)
+    # a block whose top-left pixel is (3, 5) of a larger image starts from that image's noise
+    larger = torch.cat([_noise(1, k, 11, 13).expand(2, 1, 11, 13) for k in (1, 2)])
+    block = _sampler(field).initial_state(guide, 1, 2, 3, 5)
+    assert torch.equal(block, larger[:, :, 3:, 5:])
 
 
 def test_seed_determines_the_result() -> None:

@@ -95,6 +95,46 @@ def _atomic_folder(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def ome_zarr_output(
+    path: Path,
+    shape: tuple[int, ...],
+    channel_names: list[str],
+    scale: dict[str, float] | None = None,
+    chunk: int = 512,
+) -> Iterator[object]:
+    """A new OME-Zarr image of float32 (C, Y, X) or (Z, C, Y, X) `shape`, filled by the caller.
+
+    Yields the zarr array of its one resolution level (chunks of one channel, `chunk` px); the
+    image appears at `path` only when the block ends without an error. The channel names are
+    stored in the group's `hazematching` attributes.
+    """
+    import dask.array as da
+    import zarr
+    from ome_zarr.writer import write_image
+
+    axes = "cyx" if len(shape) == 3 else "zcyx"
+    if shape[-3] != len(channel_names):
+        raise ValueError(f"{len(channel_names)} channel names for data of shape {shape}")
+    scale = scale or {}
+    pixel = {name: scale.get(name, 1.0) if name != "c" else 1.0 for name in axes}
+    chunks = tuple(1 if name in "zc" else chunk for name in axes)
+    with _atomic_folder(Path(path)) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        write_image(  # the metadata and an empty array; the caller writes the values
+            da.zeros(shape, chunks=chunks, dtype=np.float32),
+            group,
+            axes=axes,
+            scale_factors=(),  # one resolution level: the result, not a pyramid
+            scale=pixel,
+            storage_options={"chunks": chunks},
+            compute=False,
+        )
+        group.attrs["hazematching"] = {"channels": list(channel_names)}
+        (level,) = list(group.array_keys())
+        yield group[level]
+
+
 def write_ome_zarr(
     path: Path,
     data: object,
@@ -104,27 +144,13 @@ def write_ome_zarr(
 ) -> Path:
     """Write (C, Y, X) or (Z, C, Y, X) float32 data (numpy or dask) as one OME-Zarr image.
 
-    A dask array is computed block by block as it is written, so memory stays bounded by the
-    chunks. The channel names are stored in the group's `hazematching` attributes.
+    A dask array is computed chunk by chunk as it is written, so memory stays bounded by the
+    chunks.
     """
-    import zarr
-    from ome_zarr.writer import write_image
+    import dask.array as da
 
-    axes = "cyx" if len(data.shape) == 3 else "zcyx"  # type: ignore[attr-defined]
-    if data.shape[-3 if axes == "cyx" else 1] != len(channel_names):  # type: ignore[attr-defined]
-        raise ValueError(f"{len(channel_names)} channel names for data of shape {data.shape}")
-    scale = scale or {}
-    pixel = {name: scale.get(name, 1.0) if name != "c" else 1.0 for name in axes}
-    chunks = tuple(1 if name in "zc" else chunk for name in axes)
-    with _atomic_folder(Path(path)) as tmp:
-        group = zarr.open_group(str(tmp), mode="w")
-        write_image(
-            data,
-            group,
-            axes=axes,
-            scale_factors=(),  # one resolution level: the result, not a pyramid
-            scale=pixel,
-            storage_options={"chunks": chunks},
-        )
-        group.attrs["hazematching"] = {"channels": list(channel_names)}
+    shape = tuple(data.shape)  # type: ignore[attr-defined]
+    with ome_zarr_output(path, shape, channel_names, scale, chunk) as array:
+        lazy = da.asarray(data).astype(np.float32).rechunk(array.chunks)  # type: ignore[attr-defined]
+        lazy.store(array, lock=False)
     return Path(path)

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..bioimage.reading import channel_names as package_channel_names
 from ..bioimage.reading import load_package
-from ..config import SamplingConfig
+from ..config import BlockConfig, SamplingConfig
+from ..data.omezarr import ZarrImage, is_ome_zarr, read_ome_zarr
 from ..data.tiff import read_single, write_tiff
 from ..errors import HazeMatchingError
 from ..fileio import output_folder, write_json
@@ -62,13 +63,14 @@ def _predict_planes(
     sampler: torch.jit.ScriptModule,
     planes: np.ndarray,
     on_tiles: Callable[[int], None],
+    origin: tuple[int, int] = (0, 0),
 ) -> Prediction:
     device = next(sampler.parameters()).device
     outputs = []
     with torch.no_grad():
         for plane in planes:
             hazy = torch.from_numpy(model.normalization.normalize_input(plane))[None, None]
-            result = run_with_progress(sampler, hazy.to(device), on_tiles)
+            result = run_with_progress(sampler, hazy.to(device), on_tiles, origin)
             outputs.append(result[0].cpu().numpy())
     stacked = np.stack(outputs)  # (planes, channels, Y, X), normalised units
     norm = model.normalization
@@ -92,12 +94,13 @@ def output_channel_names(sampling: SamplingConfig) -> list[str]:
     return names
 
 
-IMAGE_SUFFIXES = {".tif", ".tiff"}
+IMAGE_SUFFIXES = {".tif", ".tiff", ".zarr"}
 PREVIEW_SAMPLES = 2
 
 
 def split_model_argument(paths: list[Path]) -> tuple[Path, list[Path]]:
-    """`[MODEL] IMAGES...` -> (model, images); without a model (a TIFF first), the bundled one."""
+    """`[MODEL] IMAGES...` -> (model, images); without a model (an image first: a TIFF or an
+    OME-Zarr store), the bundled one."""
     if not paths:
         raise HazeMatchingError("no input images given")
     if Path(paths[0]).suffix.lower() in IMAGE_SUFFIXES:
@@ -105,7 +108,7 @@ def split_model_argument(paths: list[Path]) -> tuple[Path, list[Path]]:
     return Path(paths[0]), list(paths[1:])
 
 
-def _write_result(
+def write_result(
     out_dir: Path, name: str, image: np.ndarray, stack: np.ndarray, names: list[str]
 ) -> Path:
     """Write `<name>.tif` (CYX for one plane, ZCYX for a stack) and the preview `<name>.png`.
@@ -127,17 +130,18 @@ def _write_result(
 class Runner:
     """A loaded model ready to dehaze images: the same numbers on every process that loads it.
 
-    `run(planes, on_progress)` maps (planes, Y, X) intensities to (planes, C, Y, X) outputs with
-    channels `channel_names`, calling `on_progress(n)` as it goes; `units` names what it counts
-    and `work(planes)` how many of them one image takes. `settings` is what `predict.json`
-    records.
+    `run(planes, on_progress, origin)` maps (planes, Y, X) intensities to (planes, C, Y, X)
+    outputs with channels `channel_names`, calling `on_progress(n)` as it goes; `origin` is where
+    the planes' top-left pixel lies in a larger image, (0, 0) for whole images (a package
+    samples whole images only). `units` names what it counts and `work(planes)` how many of them
+    one image takes. `settings` is what `predict.json` records.
     """
 
     channel_names: list[str]
     settings: dict[str, object]
     units: str
     work: Callable[[np.ndarray], int]
-    run: Callable[[np.ndarray, Callable[[int], None]], np.ndarray]
+    run: Callable[[np.ndarray, Callable[[int], None], tuple[int, int]], np.ndarray]
 
 
 def load_runner(
@@ -150,7 +154,15 @@ def load_runner(
         descr = load_package(source.file)
         torch_device = str(resolve_device(device))
 
-        def run_planes(planes: np.ndarray, on_progress: Callable[[int], None]) -> np.ndarray:
+        def run_planes(
+            planes: np.ndarray, on_progress: Callable[[int], None], origin: tuple[int, int]
+        ) -> np.ndarray:
+            if origin != (0, 0):
+                raise HazeMatchingError(
+                    "a package samples whole images only; block-wise prediction needs the "
+                    "checkpoint it was exported from",
+                    source.file,
+                )
             return run_package(descr, planes, torch_device, lambda: on_progress(1))
 
         return Runner(package_channel_names(descr), {"package": True}, "plane", len, run_planes)
@@ -158,8 +170,10 @@ def load_runner(
     sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
     sampler = build_sampler(model, sampling, resolve_device(device))
 
-    def sample_planes(planes: np.ndarray, on_progress: Callable[[int], None]) -> np.ndarray:
-        return _predict_planes(model, sampler, planes, on_progress).stacked()
+    def sample_planes(
+        planes: np.ndarray, on_progress: Callable[[int], None], origin: tuple[int, int]
+    ) -> np.ndarray:
+        return _predict_planes(model, sampler, planes, on_progress, origin).stacked()
 
     def tiles(planes: np.ndarray) -> int:
         return len(planes) * tile_evaluations(sampler, *planes.shape[-2:])
@@ -181,15 +195,34 @@ def predict_image(
     on_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` and its `.png` preview."""
-    stack = runner.run(image, on_progress or _ignore)
-    return _write_result(out_dir, name, image, stack, runner.channel_names)
+    stack = runner.run(image, on_progress or _ignore, (0, 0))
+    return write_result(out_dir, name, image, stack, runner.channel_names)
+
+
+def input_name(path: Path) -> str:
+    """The name outputs of an input get: a TIFF's stem, an OME-Zarr store's name without
+    `.zarr` and `.ome`."""
+    path = Path(path)
+    if path.suffix.lower() != ".zarr":
+        return path.stem
+    name = path.stem
+    return name[: -len(".ome")] if name.lower().endswith(".ome") else name
+
+
+def read_input(path: Path, channel: int | None) -> np.ndarray | ZarrImage:
+    """A TIFF as float32 (planes, Y, X), or an OME-Zarr image opened lazily."""
+    if is_ome_zarr(path):
+        if channel is not None:
+            raise HazeMatchingError("--channel selects a channel of TIFFs only", path)
+        return read_ome_zarr(path)
+    return read_single(path, channel)
 
 
 def check_input_names(inputs: list[Path]) -> list[str]:
-    """Output names of the inputs (their stems); refused when two would overwrite each other."""
+    """Output names of the inputs; refused when two would overwrite each other."""
     if not inputs:
         raise HazeMatchingError("no input images given")
-    names = [Path(p).stem for p in inputs]
+    names = [input_name(p) for p in inputs]
     if len(set(names)) != len(names):
         raise HazeMatchingError("two inputs share a file name; outputs would overwrite each other")
     return names
@@ -226,8 +259,9 @@ def predict(
     channel: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    blocks: BlockConfig | None = None,
 ) -> list[Path]:
-    """Dehaze each input TIFF: `<out_dir>/<name>.tif` with channels mmse, std [, samples].
+    """Dehaze each input: `<out_dir>/<name>.tif` with channels mmse, std [, samples].
 
     Next to each TIFF, `<name>.png` previews input | MMSE | std (| samples).
 
@@ -235,22 +269,53 @@ def predict(
     `SamplingConfig()`), or an exported model package (.zip or unpacked folder), which runs
     through bioimageio.core with the sampling settings baked into it (`sampling` must be None).
     2D inputs give (C, Y, X) outputs, stacks give (Z, C, Y, X). `channel` selects one channel of
-    multi-channel inputs (e.g. 1 for the widefield channel of a paired file). All inputs are
-    read and checked before anything is computed or written; `predict.json` records the model
-    and the settings.
+    multi-channel inputs (e.g. 1 for the widefield channel of a paired file). Large images
+    (OME-Zarr stores, which give `<name>.ome.zarr`, and TIFF planes above `blocks.above` px)
+    are sampled block by block as `blocks` says (`inference/blockwise.py`). All inputs are read
+    (OME-Zarr lazily) and checked before anything is computed or written; `predict.json`
+    records the model and the settings.
     """
+    from .blockwise import InProcess, block_count, is_large, predict_large
+
+    blocks = blocks or BlockConfig()
     names = check_input_names(inputs)
     open_model(model_path, "predict", sampling=sampling is not None)  # a missing model first
-    images = [read_single(Path(p), channel) for p in inputs]
-    runner = load_runner(model_path, sampling, device)
+    images = [read_input(Path(p), channel) for p in inputs]
+    large = [is_large(image, blocks) for image in images]
+    runner = load_runner(model_path, sampling, device) if not all(large) else None
     out_dir = Path(out_dir)
     output_folder(out_dir)
     written = []
-    total = sum(runner.work(image) for image in images)
-    with tqdm(total=total, desc="predict", unit=runner.units, disable=not progress) as bar:
-        for path, name, image in zip(inputs, names, images, strict=True):
-            bar.set_postfix(image=Path(path).name)
-            written.append(predict_image(runner, image, name, out_dir, bar.update))
+    small = [i for i, big in enumerate(large) if not big]
+    if runner is not None:
+        total = sum(runner.work(images[i]) for i in small)
+        with tqdm(total=total, desc="predict", unit=runner.units, disable=not progress) as bar:
+            for i in small:
+                bar.set_postfix(image=Path(inputs[i]).name)
+                written.append(predict_image(runner, images[i], names[i], out_dir, bar.update))
+    for i in (i for i, big in enumerate(large) if big):
+        with tqdm(
+            total=block_count(images[i], blocks),
+            desc=f"predict {Path(inputs[i]).name}",
+            unit="block",
+            disable=not progress,
+        ) as bar:
+            written.append(
+                predict_large(
+                    InProcess(),
+                    model_path,
+                    sampling,
+                    device,
+                    blocks,
+                    Path(inputs[i]),
+                    images[i],
+                    names[i],
+                    out_dir,
+                    bar.update,
+                )
+            )
     record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
+    if any(large):
+        record["blocks"] = blocks.model_dump(mode="json")
     write_json(out_dir / "predict.json", record)
     return written

@@ -128,13 +128,17 @@ def script_sampler(sampler: EulerSampler) -> torch.jit.ScriptModule:
 
 
 def run_with_progress(
-    sampler: torch.jit.ScriptModule, hazy: Tensor, on_tiles: Callable[[int], None]
+    sampler: torch.jit.ScriptModule,
+    hazy: Tensor,
+    on_tiles: Callable[[int], None],
+    origin: tuple[int, int] = (0, 0),
 ) -> Tensor:
-    """Exactly `sampler(hazy)`, driven tile pass by tile pass from Python to report progress.
+    """Exactly `sampler.sample_at(hazy, *origin)` (`sampler(hazy)` at the default origin),
+    driven tile pass by tile pass from Python to report progress.
 
-    It calls the sampler's own scripted methods in the order of `EulerSampler.forward` and
+    It calls the sampler's own scripted methods in the order of `EulerSampler.sample_at` and
     `EulerSampler.velocity_field`, and `on_tiles(n)` after each network pass over n tiles; a
-    test checks that the result agrees with `sampler(hazy)` bit for bit.
+    test checks that the result agrees with the scripted call bit for bit.
     """
     height, width = hazy.shape[-2], hazy.shape[-1]
     guide = sampler.pad(hazy)
@@ -143,7 +147,7 @@ def run_with_progress(
     kept: list[Tensor] = []
     for first in range(0, sampler.samples, sampler.batch_size):
         count = min(sampler.batch_size, sampler.samples - first)
-        x = sampler.initial_state(guide, first, count)
+        x = sampler.initial_state(guide, first, count, origin[0], origin[1])
         cond = guide.repeat(count, 1, 1, 1)
         passes = sampler.tile_passes(x.shape[-2], x.shape[-1], x.shape[0])
         for step in range(sampler.steps):

@@ -1,0 +1,264 @@
+"""Large images block by block, on this process or on a Dask cluster.
+
+OME-Zarr images always take this path, TIFF planes when they have more pixels than
+`BlockConfig.above`. Each block of a plane is one task: read the block's grown region (a worker
+reads OME-Zarr blocks from the store itself, so the image never passes through one process),
+sample it with the model loaded once per process, starting from the whole image's noise at the
+block's position. A second task per block blends its neighbours' results over its core
+(`inference/blocks.py`), and this process writes each finished core into the output. Blocks are
+submitted row by row, at most three rows of block results are alive at once, so memory per
+worker is bounded by one block and memory of the cluster by three rows of blocks, whatever the
+size of the image.
+
+Packages sample whole images only (their noise starts at the image's corner); a package that
+ships the checkpoint it was exported from (`training/best.pt`, as the bundled model does) is
+sampled block-wise through that checkpoint, at the package's own sampling settings.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..bioimage.reading import load_package
+from ..config import BlockConfig, SamplingConfig
+from ..data.omezarr import ZarrImage, ome_zarr_output, read_ome_zarr
+from ..errors import HazeMatchingError
+from .blocks import BlockGrid, assemble
+from .loader import open_model
+from .predict import Runner, load_runner, write_result
+
+#: Where a package keeps the checkpoint it was exported from (the build script puts it there).
+PACKAGE_CHECKPOINT = Path("training") / "best.pt"
+#: OME-Zarr results are named after the input with this suffix.
+ZARR_OUTPUT_SUFFIX = ".ome.zarr"
+_RUNNERS: dict[tuple[str, str], Runner] = {}  # per process: the loaded model of each setting
+
+
+def blockwise_model(
+    model_path: Path, sampling: SamplingConfig | None
+) -> tuple[Path, SamplingConfig | None]:
+    """The checkpoint and sampling that block-wise prediction with `model_path` uses.
+
+    A checkpoint is itself. A package is the checkpoint it ships, at the package's recorded
+    sampling settings; one without a checkpoint is refused with the reason.
+    """
+    source = open_model(model_path, "predict", sampling=sampling is not None)
+    if source.kind != "package":
+        return source.file, sampling
+    checkpoint = Path(source.path) / PACKAGE_CHECKPOINT
+    if not checkpoint.is_file():
+        raise HazeMatchingError(
+            "a package samples whole images only, and this one has no "
+            f"{PACKAGE_CHECKPOINT} to sample large images block by block: pass its checkpoint",
+            source.path,
+        )
+    recorded = (load_package(source.path).config.model_extra or {}).get("hazematching", {})
+    if "sampling" not in recorded:
+        raise HazeMatchingError("the package records no sampling settings", source.path)
+    return checkpoint, SamplingConfig.model_validate(recorded["sampling"])
+
+
+@dataclass(frozen=True)
+class Region:
+    """The pixels of one block's grown region, read where the block is sampled.
+
+    Either `array` (already in memory) or the OME-Zarr store at `store`, plane `plane`,
+    rows/cols [start, stop).
+    """
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    array: np.ndarray | None = None
+    store: str | None = None
+    plane: int = 0
+
+    def read(self) -> np.ndarray:
+        """The region as float32 (rows, cols)."""
+        if self.array is not None:
+            return np.asarray(self.array, dtype=np.float32)
+        data = _zarr_data(str(self.store))
+        return np.asarray(
+            data[self.plane, slice(*self.rows), slice(*self.cols)].compute(), dtype=np.float32
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _zarr_data(store: str) -> Any:
+    """The lazily read image of a store, opened once per process."""
+    return read_ome_zarr(Path(store)).data
+
+
+def sample_block(
+    model: Path, sampling: SamplingConfig | None, device: str, source: str, region: Region
+) -> np.ndarray:
+    """One block task: its grown region's result (C, rows, cols) in target intensities, the
+    region read from `source` (named in errors)."""
+    data = region.read()
+    if not np.isfinite(data).all():
+        raise HazeMatchingError(
+            f"contains NaN or infinite values (rows {region.rows[0]}-{region.rows[1]}, "
+            f"columns {region.cols[0]}-{region.cols[1]})",
+            source,
+        )
+    return block_runner(model, sampling, device).run(
+        data[None], _ignore, (region.rows[0], region.cols[0])
+    )[0]
+
+
+def block_runner(model: Path, sampling: SamplingConfig | None, device: str) -> Runner:
+    """The model of these settings, loaded once per process."""
+    key = (str(model), (sampling.model_dump_json() if sampling else "") + device)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = load_runner(model, sampling, device)
+    return _RUNNERS[key]
+
+
+def _ignore(tiles: int) -> None:
+    """Blocks report progress as whole blocks, not tiles."""
+
+
+class Executor(Protocol):
+    """What block-wise prediction needs of a Dask client: submit a call, get its future.
+
+    Futures among the arguments (also inside a dict) are resolved to their results first.
+    """
+
+    def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+
+
+class InProcess:
+    """An `Executor` that runs each call at once in this process (no cluster given)."""
+
+    def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        kwargs.pop("pure", None)
+        future: Future = Future()
+        future.set_result(function(*[_resolved(a) for a in args], **kwargs))
+        return future
+
+
+def _resolved(value: Any) -> Any:
+    if isinstance(value, Future):
+        return value.result()
+    if isinstance(value, dict):
+        return {key: _resolved(item) for key, item in value.items()}
+    return value
+
+
+def sample_plane(
+    executor: Executor,
+    task: Callable[[Region], np.ndarray],
+    grid: BlockGrid,
+    region: Callable[[tuple[int, int], tuple[int, int]], Region],
+) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+    """Sample one plane block by block; yields (core slices, result over the core) in order.
+
+    `task(region)` samples one block (a picklable callable, such as `sample_block` with its
+    settings bound); `region(rows, cols)` says where it reads a grown region. Block rows are
+    submitted one row ahead of the row being blended, and results of rows no longer needed
+    are released.
+    """
+    rows, cols = grid.shape
+    results: dict[tuple[int, int], Any] = {}
+
+    def submit_row(i: int) -> None:
+        for j in range(cols):
+            grown = grid.block_at((i, j)).grown
+            results[(i, j)] = executor.submit(task, region(*grown), pure=False)
+
+    submit_row(0)
+    for i in range(rows):
+        if i + 1 < rows:
+            submit_row(i + 1)
+        blended = []
+        for j in range(cols):
+            needed = {index: results[index] for index in grid.neighbours((i, j))}
+            blended.append(executor.submit(assemble, grid, (i, j), needed, pure=False))
+        for j, future in enumerate(blended):
+            block = grid.block_at((i, j))
+            yield block.slices(block.core), future.result()
+        for j in range(cols):
+            results.pop((i - 1, j), None)
+
+
+def channels_of(model: Path, sampling: SamplingConfig | None, device: str) -> list[str]:
+    """Output channel names of block-wise prediction with this model (loads it here once)."""
+    return block_runner(model, sampling, device).channel_names
+
+
+def image_shape(image: np.ndarray | ZarrImage) -> tuple[int, int, int]:
+    """(planes, Y, X) of a TIFF array or an OME-Zarr image."""
+    planes, height, width = image.data.shape if isinstance(image, ZarrImage) else image.shape
+    return planes, height, width
+
+
+def block_count(image: np.ndarray | ZarrImage, config: BlockConfig) -> int:
+    """Blocks of all planes of an image (for progress bars)."""
+    planes, height, width = image_shape(image)
+    rows, cols = BlockGrid(height, width, config).shape
+    return planes * rows * cols
+
+
+def is_large(image: np.ndarray | ZarrImage, config: BlockConfig) -> bool:
+    """Whether an input takes the block path: OME-Zarr always, TIFFs above the size limit."""
+    if isinstance(image, ZarrImage):
+        return True
+    return image.shape[-2] * image.shape[-1] > config.above
+
+
+def predict_large(
+    executor: Executor,
+    model_path: Path,
+    sampling: SamplingConfig | None,
+    device: str,
+    config: BlockConfig,
+    source: Path,
+    image: np.ndarray | ZarrImage,
+    name: str,
+    out_dir: Path,
+    on_block: Callable[[int], None],
+) -> Path:
+    """Dehaze one large image block by block into `out_dir`; returns the output's path.
+
+    A TIFF (planes, Y, X) array gives `<name>.tif` and its preview, as `predict` writes them;
+    an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` with the input's pixel size,
+    written chunk by chunk as blocks finish. `on_block(1)` is called per finished block.
+    """
+    model, block_sampling = blockwise_model(model_path, sampling)
+    names = channels_of(model, block_sampling, device)
+    planes, height, width = image_shape(image)
+    grid = BlockGrid(height, width, config)
+    task = functools.partial(sample_block, model, block_sampling, device, str(source))
+
+    def plane_results(z: int) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+        def region(rows: tuple[int, int], cols: tuple[int, int]) -> Region:
+            if isinstance(image, ZarrImage):
+                return Region(rows, cols, store=str(source), plane=z)
+            return Region(rows, cols, array=image[z, slice(*rows), slice(*cols)])
+
+        for core, result in sample_plane(executor, task, grid, region):
+            yield core, result
+            on_block(1)
+
+    if not isinstance(image, ZarrImage):
+        stack = np.zeros((planes, len(names), height, width), np.float32)
+        for z in range(planes):
+            for (rows, cols), result in plane_results(z):
+                stack[z, :, rows, cols] = result
+        return write_result(out_dir, name, image, stack, names)
+    path = out_dir / f"{name}{ZARR_OUTPUT_SUFFIX}"
+    shape = (len(names), height, width) if planes == 1 else (planes, len(names), height, width)
+    with ome_zarr_output(path, shape, names, image.scale, config.block) as array:
+        for z in range(planes):
+            for (rows, cols), result in plane_results(z):
+                if planes == 1:
+                    array[:, rows, cols] = result
+                else:
+                    array[z, :, rows, cols] = result
+    return path
