@@ -31,8 +31,14 @@ def test_a_written_result_reads_back_with_its_values_scale_and_channels(tmp_path
     assert np.array_equal(np.asarray(group[level]), values) and group[level].chunks == (1, 64, 64)
     assert is_ome_zarr(path) and not is_ome_zarr(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]  # no temporary folder left
-    with pytest.raises(HazeMatchingError, match="already exists"):
-        write_ome_zarr(path, lazy, ["mmse", "std"])
+    # a new result replaces an earlier one; anything else at the path is refused
+    write_ome_zarr(path, lazy * 2, ["mmse", "std"], {"y": 0.1, "x": 0.1}, 64)
+    assert np.array_equal(np.asarray(zarr.open_group(str(path))[level]), values * 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+    foreign = tmp_path / "foreign.zarr"
+    foreign.mkdir()
+    with pytest.raises(HazeMatchingError, match="not a HazeMatching result"):
+        write_ome_zarr(foreign, lazy, ["mmse", "std"])
 
 
 def test_reading_is_lazy_and_keeps_planes_and_pixel_size(tmp_path: Path) -> None:

@@ -8,21 +8,33 @@ the file on disk, so a partial or foreign file is never taken for a result. A wo
 loses only its running task, which the scheduler gives to another worker; temporary files it
 leaves behind are removed at the end of the run. An image that fails (unreadable, NaN, wrong
 shape) is reported by name while the others finish.
+
+Large images (OME-Zarr, TIFF planes above `BlockConfig.above` px) are not one task but many: their
+blocks are spread over the workers (`inference/blockwise.py`) while this process writes the
+result; they are recorded and skipped on a re-run the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from ..config import SamplingConfig
+from ..config import BlockConfig, SamplingConfig
 from ..data.tiff import read_single
 from ..fileio import output_folder, write_json
+from ..inference.blockwise import (
+    block_count,
+    block_runner,
+    blockwise_model,
+    looks_large,
+    predict_large,
+)
 from ..inference.loader import open_model
 from ..inference.predict import (
     Runner,
@@ -30,6 +42,7 @@ from ..inference.predict import (
     load_runner,
     predict_image,
     predict_record,
+    read_input,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +71,7 @@ class BatchSettings:
     sampling: SamplingConfig | None
     channel: int | None
     device: str
+    blocks: BlockConfig
 
     def key(self) -> str:
         """A digest of the settings: outputs made under other settings are not reused."""
@@ -66,6 +80,7 @@ class BatchSettings:
                 "model": self.model_stamp,
                 "sampling": self.sampling.model_dump(mode="json") if self.sampling else None,
                 "channel": self.channel,
+                "blocks": self.blocks.model_dump(mode="json"),
             },
             sort_keys=True,
         )
@@ -82,10 +97,15 @@ class BatchResult:
 
 
 def _sha256(path: Path) -> str:
+    """SHA-256 of a file, or of every file of a folder (an OME-Zarr result) with its name."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -94,14 +114,14 @@ def _record(out_dir: Path, name: str) -> Path:
 
 
 def is_complete(out_dir: Path, name: str, key: str, source: Path) -> bool:
-    """Whether `<name>.tif` was made from this very input file under these settings and is
-    unchanged since."""
+    """Whether the output of `name` was made from this very input file under these settings and
+    is unchanged since."""
     try:
         record = json.loads(_record(out_dir, name).read_text())
         return (
             record["settings"] == key
             and record["input"] == file_stamp(source)
-            and record["sha256"] == _sha256(out_dir / f"{name}.tif")
+            and record["sha256"] == _sha256(out_dir / record["output"])
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -121,24 +141,40 @@ def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -
     key = settings.key()
     runner = _runner(settings, key)
     written = predict_image(runner, image, name, folder)
-    write_json(
-        _record(folder, name),
-        {
-            "settings": key,
-            "input": stamp,
-            "sha256": _sha256(written),
-            "sampling": runner.settings,
-            "output_channels": runner.channel_names,
-        },
-    )
+    _complete(folder, name, key, stamp, written, runner.settings, runner.channel_names)
     return str(written)
 
 
+def _complete(
+    out_dir: Path,
+    name: str,
+    key: str,
+    stamp: str,
+    written: Path,
+    sampling: dict[str, object],
+    channels: list[str],
+) -> None:
+    """Record an output as complete (written last, after the output itself)."""
+    record = {
+        "settings": key,
+        "input": stamp,
+        "output": written.name,
+        "sha256": _sha256(written),
+        "sampling": sampling,
+        "output_channels": channels,
+    }
+    write_json(_record(out_dir, name), record)
+
+
 def _remove_temporaries(out_dir: Path) -> None:
-    """Temporary files of writes that never finished (`fileio.atomic_path` names them)."""
+    """Temporary files and folders of writes that never finished (`fileio.atomic_path` and
+    `data.omezarr` name them)."""
     for folder in (out_dir, out_dir / COMPLETE):
         for path in folder.glob(".*.tmp*"):
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _one_line(error: BaseException) -> str:
@@ -155,33 +191,41 @@ def predict_distributed(
     channel: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    blocks: BlockConfig | None = None,
 ) -> BatchResult:
-    """Dehaze `inputs` on the cluster of `client`, one task per image; see the module doc."""
+    """Dehaze `inputs` on the cluster of `client`, one task per image or per block of a large
+    image; see the module doc."""
     from distributed import as_completed
 
+    blocks = blocks or BlockConfig()
     names = check_input_names(inputs)
     source_model = open_model(model_path, "predict", sampling=sampling is not None)
     settings = BatchSettings(
-        Path(model_path).resolve(), file_stamp(source_model.file), sampling, channel, device
+        Path(model_path).resolve(), file_stamp(source_model.file), sampling, channel, device, blocks
     )
     key = settings.key()
     out_dir = output_folder(Path(out_dir))
     (out_dir / COMPLETE).mkdir(exist_ok=True)
     result = BatchResult()
     futures = {}
+    large: list[tuple[Path, str]] = []
+    done: list[str] = []
     for source, name in zip(inputs, names, strict=True):
         if is_complete(out_dir, name, key, Path(source)):
-            result.skipped.append(out_dir / f"{name}.tif")
-            continue
-        future = client.submit(
-            predict_one,
-            settings,
-            str(Path(source).resolve()),
-            name,
-            str(out_dir),
-            pure=False,  # a unique key per run: runs never share tasks on a shared scheduler
-        )
-        futures[future] = name
+            result.skipped.append(out_dir / _output_name(out_dir, name))
+            done.append(name)
+        elif looks_large(Path(source), blocks):
+            large.append((Path(source), name))
+        else:
+            future = client.submit(
+                predict_one,
+                settings,
+                str(Path(source).resolve()),
+                name,
+                str(out_dir),
+                pure=False,  # a unique key per run: runs never share tasks on a shared scheduler
+            )
+            futures[future] = name
     with tqdm(total=len(inputs), desc="predict", unit="image", disable=not progress) as bar:
         bar.update(len(result.skipped))
         for future in as_completed(list(futures)):
@@ -190,13 +234,67 @@ def predict_distributed(
                 result.failed[name] = _one_line(future.exception())
             else:
                 result.written.append(Path(future.result()))
+                done.append(name)
+            bar.update(1)
+        for source, name in large:
+            try:
+                written = _predict_large(client, settings, key, source, name, out_dir, progress)
+            except Exception as error:  # reported by name, as for a failed task
+                result.failed[name] = _one_line(error)
+            else:
+                result.written.append(written)
+                done.append(name)
             bar.update(1)
     _remove_temporaries(out_dir)
     complete = sorted(p.name for p in (*result.written, *result.skipped))
     record = predict_record(model_path, None, device, channel, inputs, complete)
-    if complete:  # the sampling and channels, as the workers recorded them
-        done = json.loads(_record(out_dir, Path(complete[0]).stem).read_text())
-        record.update(sampling=done["sampling"], output_channels=done["output_channels"])
+    if done:  # the sampling and channels, as the workers recorded them
+        first = json.loads(_record(out_dir, sorted(done)[0]).read_text())
+        record.update(sampling=first["sampling"], output_channels=first["output_channels"])
     record["failed"] = result.failed
+    if large:
+        record["blocks"] = blocks.model_dump(mode="json")
     write_json(out_dir / "predict.json", record)
     return result
+
+
+def _output_name(out_dir: Path, name: str) -> str:
+    """The output file (or folder) a complete record names."""
+    return str(json.loads(_record(out_dir, name).read_text())["output"])
+
+
+def _predict_large(
+    client: Client,
+    settings: BatchSettings,
+    key: str,
+    source: Path,
+    name: str,
+    out_dir: Path,
+    progress: bool,
+) -> Path:
+    """One large image, its blocks spread over the cluster, recorded as complete when written."""
+    image = read_input(source, settings.channel)
+    stamp = file_stamp(source)
+    with tqdm(
+        total=block_count(image, settings.blocks),
+        desc=source.name,
+        unit="block",
+        leave=False,
+        disable=not progress,
+    ) as bar:
+        written = predict_large(
+            client,
+            settings.model,
+            settings.sampling,
+            settings.device,
+            settings.blocks,
+            source,
+            image,
+            name,
+            out_dir,
+            bar.update,
+        )
+    model, sampling = blockwise_model(settings.model, settings.sampling)
+    runner = block_runner(model, sampling, settings.device)
+    _complete(out_dir, name, key, stamp, written, runner.settings, runner.channel_names)
+    return written

@@ -3,7 +3,8 @@
 Images are read lazily as dask arrays (the full-resolution level of the multiscale pyramid), so
 a 30000 x 30000 px scan is never loaded at once; results are written as a new OME-Zarr image
 with channels (mmse, std [, samples]) and the input's pixel scale, through a temporary folder
-renamed into place when complete, so a crash never leaves a half-written image.
+renamed into place when complete (replacing an earlier result), so a crash never leaves a
+half-written image.
 """
 
 from __future__ import annotations
@@ -79,18 +80,39 @@ def read_ome_zarr(path: Path) -> ZarrImage:
     return ZarrImage(data, {name: float(value) for name, value in scale.items() if name != "c"})
 
 
+def _is_result(path: Path) -> bool:
+    """Whether `path` is an OME-Zarr image this toolkit wrote (which a new result may replace)."""
+    import zarr
+
+    try:
+        return "hazematching" in zarr.open_group(str(path), mode="r").attrs
+    except Exception:  # not a Zarr group at all
+        return False
+
+
 @contextlib.contextmanager
 def _atomic_folder(path: Path) -> Iterator[Path]:
-    """A temporary folder next to `path`, renamed onto it if the block succeeds."""
+    """A temporary folder next to `path`, renamed onto it if the block succeeds.
+
+    An earlier result at `path` is replaced only then; anything else there is refused.
+    """
     path = Path(path)
-    if path.exists():
-        raise HazeMatchingError("already exists; choose a new output path", path)
+    if path.exists() and not _is_result(path):
+        raise HazeMatchingError(
+            "already exists and is not a HazeMatching result; choose a new output path", path
+        )
     if not path.parent.is_dir():
         raise HazeMatchingError("output folder does not exist", path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        tmp.rename(path)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            path.rename(old / path.name)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import tifffile
 
 from ..bioimage.reading import load_package
 from ..config import BlockConfig, SamplingConfig
-from ..data.omezarr import ZarrImage, ome_zarr_output, read_ome_zarr
+from ..data.omezarr import ZarrImage, is_ome_zarr, ome_zarr_output, read_ome_zarr
 from ..errors import HazeMatchingError
 from .blocks import BlockGrid, assemble
 from .loader import open_model
@@ -210,6 +211,19 @@ def is_large(image: np.ndarray | ZarrImage, config: BlockConfig) -> bool:
     if isinstance(image, ZarrImage):
         return True
     return image.shape[-2] * image.shape[-1] > config.above
+
+
+def looks_large(path: Path, config: BlockConfig) -> bool:
+    """`is_large` from the file's header alone: OME-Zarr stores, and TIFFs whose planes have
+    more pixels than `config.above` (an unreadable TIFF is left to the reader's error)."""
+    if is_ome_zarr(path):
+        return True
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            shape = tiff.series[0].shape
+    except Exception:  # unreadable: the task that reads it reports the error by name
+        return False
+    return len(shape) >= 2 and shape[-2] * shape[-1] > config.above
 
 
 def predict_large(
