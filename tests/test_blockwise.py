@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import torch
+import yaml
 import zarr
 from ome_zarr.writer import write_image
 from pydantic import ValidationError
 
 from hazematching.config import BlockConfig, SamplingConfig
+from hazematching.errors import HazeMatchingError
 from hazematching.inference.blocks import BlockGrid
-from hazematching.inference.blockwise import InProcess, Region, sample_plane
+from hazematching.inference.blockwise import InProcess, Region, blockwise_model, sample_plane
+from hazematching.inference.bundled import bundled_model
 from hazematching.inference.predict import predict
 from hazematching.inference.sampler import EulerSampler
 from hazematching.inference.sampling import script_sampler
@@ -128,7 +132,11 @@ def test_ome_zarr_input_gives_a_seam_free_ome_zarr_result(
     values = np.asarray(group[level])
     assert values.shape == (5, 96, 80) and np.isfinite(values).all()
     record = json.loads((out / "predict.json").read_text())
-    assert record["blocks"] == BLOCKS.model_dump(mode="json")
+    assert record["blocks"]["block"] == 32 and record["blocks"]["halo"] == 8
+    assert (
+        record["blocks"]["sampling"]["samples"] == 3
+        and record["blocks"]["output_channels"] == names
+    )
     # the same image as a TIFF above the size limit takes the same path to the same numbers
     tiff = tmp_path / "scan.tif"
     tifffile.imwrite(tiff, hazy)
@@ -190,3 +198,16 @@ def test_bad_large_inputs_are_one_line_errors_and_write_nothing(
             [p.name for p in (tmp_path / "o").glob("*")] if (tmp_path / "o").exists() else []
         )
         assert not [name for name in leftovers if name.endswith(".zarr") or ".tmp" in name]
+
+
+def test_a_package_is_sampled_block_wise_through_the_checkpoint_it_ships(tmp_path: Path) -> None:
+    package = bundled_model()
+    checkpoint, sampling = blockwise_model(package, None)
+    assert checkpoint == package / "training" / "best.pt"
+    recorded = yaml.safe_load((package / "rdf.yaml").read_text())["config"]["hazematching"]
+    assert sampling == SamplingConfig.model_validate(recorded["sampling"])
+    bare = tmp_path / "bare"
+    shutil.copytree(package, bare, ignore=shutil.ignore_patterns("training"))
+    with pytest.raises(HazeMatchingError, match="samples whole images only") as error:
+        blockwise_model(bare, None)
+    assert str(bare) in str(error.value)

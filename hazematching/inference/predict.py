@@ -275,7 +275,14 @@ def predict(
     (OME-Zarr lazily) and checked before anything is computed or written; `predict.json`
     records the model and the settings.
     """
-    from .blockwise import InProcess, block_count, is_large, predict_large
+    from .blockwise import (
+        InProcess,
+        block_count,
+        block_runner,
+        blockwise_model,
+        is_large,
+        predict_large,
+    )
 
     blocks = blocks or BlockConfig()
     names = check_input_names(inputs)
@@ -315,7 +322,14 @@ def predict(
                 )
             )
     record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
-    if any(large):
-        record["blocks"] = blocks.model_dump(mode="json")
+    if any(large):  # large images are sampled with a checkpoint (a package's own, if needed)
+        checkpoint, block_sampling = blockwise_model(model_path, sampling)
+        block = block_runner(checkpoint, block_sampling, device)
+        record["blocks"] = {
+            **blocks.model_dump(mode="json"),
+            "model": str(checkpoint),
+            "sampling": block.settings,
+            "output_channels": block.channel_names,
+        }
     write_json(out_dir / "predict.json", record)
     return written
