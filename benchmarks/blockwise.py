@@ -4,9 +4,9 @@ In one run on this machine:
 - `throughput`: images per minute of `predict_distributed` on a folder of images, with 1 and 2
   worker processes (one thread each; a fresh cluster each, timed from submission to the last
   output, the workers' model loading included), and their ratio;
-- `blocks`: OME-Zarr images of several sizes dehazed block by block on 2 workers: seconds,
-  seconds per megapixel, and the peak resident memory of each worker process and of this
-  process (a fresh cluster per size, so each peak belongs to one size);
+- `blocks`: OME-Zarr images of several sizes, smallest first, dehazed block by block on 2
+  workers: seconds, seconds per megapixel, and the peak resident memory of each worker process
+  (a fresh cluster per size, so each peak belongs to one size) and of this process (so far);
 - `fidelity`: at one size, the block-wise result against whole-image (tiled) sampling of the
   same image in one process: the MMSE difference relative to the MMSE's own Monte-Carlo
   standard error (calibrated std / sqrt(K)), and the seam ratio of a single sample across the
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -55,17 +54,29 @@ def base_image(size: int, folder: Path) -> np.ndarray:
     return tifffile.imread(pair)[1].astype(np.float32)
 
 
+#: Where the mirrored image is cropped from, so that no mirror axis (where the content is
+#: symmetric and the gradient small) falls on a block border and flatters the seam ratio.
+MIRROR_OFFSET = 300
+
+
 def mirrored(image: np.ndarray, size: int) -> np.ndarray:
-    """`image` mirrored at its edges until it is `size` x `size` px."""
-    reps = -(-size // image.shape[0])
-    return np.pad(image, [(0, reps * image.shape[0] - image.shape[0])] * 2, mode="symmetric")[
-        :size, :size
-    ]
+    """`image` mirrored at its edges, cropped to `size` x `size` px from `MIRROR_OFFSET`."""
+    reps = -(-(size + MIRROR_OFFSET) // image.shape[0])
+    pad = [(0, reps * image.shape[0] - image.shape[0])] * 2
+    tiled = np.pad(image, pad, mode="symmetric")
+    return tiled[MIRROR_OFFSET : MIRROR_OFFSET + size, MIRROR_OFFSET : MIRROR_OFFSET + size]
 
 
 def _peak_rss_mib() -> float:
-    """Peak resident memory of the calling process, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of the calling process, MiB: VmHWM of its own address space.
+
+    Not `getrusage`'s ru_maxrss, which a spawned worker inherits from the process that forked
+    it (Linux carries the high-water mark across fork and exec).
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def throughput(
@@ -235,18 +246,18 @@ def main() -> None:
             ),
         }
         runs = []
-        fidelity_result = None
-        for size in args.sizes:
-            entry, blocked = blocks_run(
+        outputs = {}
+        for size in args.sizes:  # smallest first: this process's peak then belongs to a size
+            entry, outputs[size] = blocks_run(
                 args.model, sampling, blocks, mirrored(base, size), work, f"image{size}"
             )
             runs.append(entry)
             print(json.dumps(entry))
-            if size == args.fidelity_size:
-                fidelity_result = fidelity(
-                    args.model, sampling, blocks, mirrored(base, size), blocked, work
-                )
         results["blocks_runs"] = runs
+        size = args.fidelity_size
+        fidelity_result = fidelity(
+            args.model, sampling, blocks, mirrored(base, size), outputs[size], work
+        )
         small, large = runs[0], runs[-1]
         results["time_growth"] = {
             "pixels_ratio": large["megapixels"] / small["megapixels"],

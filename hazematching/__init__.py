@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. Modules are imported on first use, so that
 # `import hazematching` and the command line start without loading torch or bioimageio.
 _EXPORTS = {
+    "BlockConfig": "config",
     "Calibration": "uncertainty.calibration",
     "ExportRecipe": "export.recipe",
     "HazeMatchingError": "errors",

@@ -33,11 +33,14 @@ mkdir -p "$WORK"
 # 2. the model and the MSE U-Net baseline: same network, data, budget and seed; in parallel with
 #    one thread each when both are to train (faster on 2 cores than one after the other), with
 #    the machine's threads when one is left. `done` marks a finished run.
+#    An interrupted training resumes from its last.pt (written every 250 steps).
 train() {
+    local resume=()
+    [ -f "$WORK/$1/last.pt" ] && resume=(--resume)
     OMP_NUM_THREADS="$2" $HM train "$WORK/data" --out "$WORK/$1" --method "$1" --steps 8000 \
         --patch-size 64 --batch-size 8 --lr 1e-3 --ema-decay 0.995 --width 32 \
         --channel-mult 1,2,2 --attention 4 --val-every 250 --seed 0 --no-progress \
-        > "$WORK/train-$1.log" 2>&1
+        "${resume[@]}" >> "$WORK/train-$1.log" 2>&1
     touch "$WORK/$1/done"
 }
 todo=()
@@ -50,10 +53,12 @@ wait
 # 2b. the bundled model itself: a reflow student of the HazeMatching run, trained at t = 0 and
 #     1/2 on 1536 of its 20-step samples, so that 1 or 2 steps reach the teacher's sample
 if [ ! -f "$WORK/reflow/done" ]; then
+    resume=()
+    [ -f "$WORK/reflow/last.pt" ] && resume=(--resume)
     $HM train "$WORK/data" --out "$WORK/reflow" --method reflow --teacher "$WORK/hazematching" \
         --teacher-steps 20 --reflow-pairs 1536 --time-grid 2 --steps 3000 --batch-size 8 \
         --lr 3e-4 --ema-decay 0.995 --val-every 250 --seed 0 --no-progress \
-        > "$WORK/train-reflow.log" 2>&1
+        "${resume[@]}" >> "$WORK/train-reflow.log" 2>&1
     touch "$WORK/reflow/done"
 fi
 # the package's sampling (samples x steps), chosen with benchmarks/few_step.py

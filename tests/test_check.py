@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import zipfile
@@ -36,9 +37,39 @@ def package(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> P
     return export_package(trained.best, tmp_path_factory.mktemp("chk") / "m.zip", RECIPE).path
 
 
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """The rules' results on the module's package, and the global random streams around it."""
+
+    results: dict[str, RuleResult]
+    streams_expected: tuple
+    streams_after: tuple
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _draw() -> tuple:
+    return torch.rand(3), np.random.rand(3), random.random()
+
+
 @pytest.fixture(scope="module")
-def results(package: Path) -> dict[str, RuleResult]:
-    return {r.rule: r for r in check_package(package)}
+def checked(package: Path) -> Checked:
+    """One check of the package, run between seeding the global generators and drawing from
+    them (the draws a caller would get without the check are drawn first)."""
+    _seed_all(11)
+    expected = _draw()
+    _seed_all(11)
+    results = {r.rule: r for r in check_package(package)}
+    return Checked(results, expected, _draw())
+
+
+@pytest.fixture(scope="module")
+def results(checked: Checked) -> dict[str, RuleResult]:
+    return checked.results
 
 
 def _unpack(package: Path, folder: Path) -> tuple[Path, dict]:
@@ -63,19 +94,12 @@ def test_export_with_a_maintainer_passes_every_rule(
     assert package_github_users(package) == ["octocat"]
 
 
-def test_check_leaves_the_callers_random_streams(package: Path) -> None:
+def test_check_leaves_the_callers_random_streams(checked: Checked) -> None:
     """`test_model` and the unseeded rule seed the global generators; the caller's come back."""
-    torch.manual_seed(11)
-    np.random.seed(11)
-    random.seed(11)
-    expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.manual_seed(11)
-    np.random.seed(11)
-    random.seed(11)
-    check_package(package)
-    assert torch.equal(torch.rand(3), expected[0])
-    assert np.array_equal(np.random.rand(3), expected[1])
-    assert random.random() == expected[2]
+    expected, after = checked.streams_expected, checked.streams_after
+    assert torch.equal(after[0], expected[0])
+    assert np.array_equal(after[1], expected[1])
+    assert after[2] == expected[2]
 
 
 def test_missing_maintainers_are_named(package: Path, tmp_path: Path) -> None:

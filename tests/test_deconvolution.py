@@ -113,7 +113,7 @@ def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_pat
 
 def test_cli_export_lists_maintainers(sim_dir: Path, tmp_path: Path) -> None:
     from hazematching.bioimage.reading import load_package
-    from tests.helpers import run
+    from tests.helpers import invoke, run
 
     fit_richardson_lucy(
         sim_dir / PSF_FILE, sim_dir, tmp_path / "rl", max_iterations=2, progress=False
@@ -123,5 +123,5 @@ def test_cli_export_lists_maintainers(sim_dir: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     users = [str(m.github_user) for m in load_package(tmp_path / "rl.zip").maintainers]
     assert users == ["octocat", "hubot"]
-    done = run(*args, "--maintainer", "not a user")
-    assert done.returncode == 1 and "github_user" in done.stderr
+    done = invoke(*args, "--maintainer", "not a user")
+    assert done.exit_code == 1 and "github_user" in done.output

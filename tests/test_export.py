@@ -26,6 +26,7 @@ from hazematching.inference.package import run_package
 from hazematching.inference.predict import predict, predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.training.loop import TrainResult
+from tests.helpers import invoke
 
 RECIPE = default_recipe().model_copy(
     update={"sampling": SamplingConfig(samples=2, steps=3), "test_size": 32}
@@ -134,14 +135,15 @@ def test_package_matches_checkpoint_prediction(
         predict(package.path, [tmp_path / "hazy.tif"], tmp_path / "x", SAMPLING, progress=False)
 
 
-def test_core_predict_on_512_image_matches_library(
+def test_core_predict_on_a_tiled_image_matches_library(
     package: ExportResult, trained: TrainResult
 ) -> None:
-    image = (np.random.default_rng(1).random((1, 512, 512)) * 300).astype(np.float32)
+    """An image of many tiles (the tiny model samples tiles 32 px apart) through bioimageio.core."""
+    image = (np.random.default_rng(1).random((1, 256, 224)) * 300).astype(np.float32)
     packaged = run_package(load_package(package.path), image, "cpu", lambda: None)
     model = load_trained_model(trained.best)
     library = predict_planes(model, build_sampler(model, SAMPLING, torch.device("cpu")), image)
-    assert packaged.shape == (1, 2, 512, 512)
+    assert packaged.shape == (1, 2, 256, 224)
     scale = np.abs(library.mmse).max()
     np.testing.assert_allclose(packaged[:, 0], library.mmse, rtol=1e-4, atol=1e-4 * scale)
     np.testing.assert_allclose(packaged[:, 1], library.std, rtol=1e-4, atol=1e-4 * scale)
@@ -226,15 +228,9 @@ def test_export_errors_leave_no_zip(trained: TrainResult, tmp_path: Path) -> Non
 def test_export_cli_errors(
     trained: TrainResult, tmp_path: Path, extra: tuple[str, ...], message: str
 ) -> None:
-    exe = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")
-    args = [exe, "export", str(trained.best), "--out", str(tmp_path / "m.zip")]
-    done = subprocess.run(
-        [*args, *(e.format(tmp=tmp_path) for e in extra)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
+    args = ["export", trained.best, "--out", tmp_path / "m.zip"]
+    done = invoke(*args, *(e.format(tmp=tmp_path) for e in extra))
+    assert done.exit_code == 1
+    lines = done.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "m.zip").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
 from hazematching.training.checkpoint import load_checkpoint
-from tests.helpers import EVAL_SAMPLING, run
+from tests.helpers import EVAL_SAMPLING, invoke
 
 PLAN = RobustnessPlan(
     pairs=3,
@@ -130,15 +131,19 @@ def test_plans_need_one_reference_and_distinct_model_names(
 ) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text('[conditions.a]\ndescription = "a"\n[conditions.b]\ndescription = "b"\n')
-    done = run("robustness", calibrated_checkpoint, "--conditions", plan, "--out", tmp_path / "o")
-    assert done.returncode != 0
-    message = done.stderr.strip()
+    done = invoke(
+        "robustness", calibrated_checkpoint, "--conditions", plan, "--out", tmp_path / "o"
+    )
+    assert done.exit_code != 0
+    message = done.output.strip()
     assert "\n" not in message and str(plan) in message and "reference" in message
     plan.write_text(
         '[conditions.a]\ndescription = "a"\nreference = true\n[conditions.a.simulation]\nseed = 4\n'
     )
-    done = run("robustness", calibrated_checkpoint, "--conditions", plan, "--out", tmp_path / "o")
-    assert done.returncode != 0 and "set by the plan" in done.stderr
+    done = invoke(
+        "robustness", calibrated_checkpoint, "--conditions", plan, "--out", tmp_path / "o"
+    )
+    assert done.exit_code != 0 and "set by the plan" in done.output
     with pytest.raises(HazeMatchingError, match="model names must differ"):
         robustness(
             [ModelEntry("m", calibrated_checkpoint)] * 2, PLAN, tmp_path / "o2", progress=False
@@ -150,7 +155,10 @@ def test_model_card_shows_this_models_rows_and_refuses_another_models_table(
     table: Path, calibrated_checkpoint: Path, trained
 ) -> None:
     # the module's tables were last rewritten by the reuse test; make one for these two models
+    # on the module's test sets (copied: a plan's test sets are simulated once per folder)
     out = table.parent.parent / "card"
+    shutil.copytree(table.parent / "data", out / "data")
+    shutil.copytree(table.parent / "data", out / "single" / "data")
     models = [ModelEntry("ours", calibrated_checkpoint), ModelEntry("other", trained.best)]
     path = robustness(models, PLAN, out, EVAL_SAMPLING, figures=0, progress=False)
     text = robustness_markdown(path, calibrated_checkpoint)
@@ -174,13 +182,14 @@ def test_model_card_states_the_training_ranges_of_a_randomised_model(trained) ->
 
 
 def test_an_external_folder_of_pairs_is_a_condition_too(
-    calibrated_checkpoint: Path, sim_dir: Path, tmp_path: Path
+    table: Path, calibrated_checkpoint: Path, sim_dir: Path, tmp_path: Path
 ) -> None:
     conditions = {
         "in-range": PLAN.conditions["in-range"],
         "elsewhere": RobustnessCondition(description="the fixture's pairs", data=sim_dir),
     }
     plan = PLAN.model_copy(update={"conditions": conditions})
+    shutil.copytree(table.parent / "data" / "in-range", tmp_path / "o" / "data" / "in-range")
     model = [ModelEntry("m", calibrated_checkpoint)]
     rows = json.loads(robustness(model, plan, tmp_path / "o", EVAL_SAMPLING).read_text())["rows"]
     external = next(r for r in rows if r["condition"] == "elsewhere")
@@ -192,7 +201,7 @@ def test_an_external_folder_of_pairs_is_a_condition_too(
     assert not (tmp_path / "o/data/elsewhere").exists()
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text('[conditions.a]\ndescription = "a"\nreference = true\n')
-    done = run(
+    done = invoke(
         "robustness",
         calibrated_checkpoint,
         "--conditions",
@@ -202,7 +211,7 @@ def test_an_external_folder_of_pairs_is_a_condition_too(
         "--data",
         "no-equals-sign",
     )
-    assert done.returncode != 0 and "NAME=FOLDER" in done.stderr
+    assert done.exit_code != 0 and "NAME=FOLDER" in done.output
 
 
 def test_bad_plans_fail_before_anything_is_written(calibrated_checkpoint: Path, tmp_path: Path):

@@ -58,7 +58,9 @@ def _channel_axis(data: np.ndarray, axes: str, channels: int) -> int | None:
     return None
 
 
-def _require_one_plane_axis(data: np.ndarray, axes: str, channel: int | None, path: Path) -> None:
+def require_one_plane_axis(
+    data: np.ndarray, axes: str, channel: int | None, path: Path | str
+) -> None:
     """Refuse more than one axis of planes (e.g. time and depth) besides channels and Y, X.
 
     A 2D image or one stack of 2D planes (Z, T, ... of length > 1) is what the models dehaze;
@@ -86,7 +88,7 @@ def read_planes(path: Path, channels: int | None) -> np.ndarray:
     """
     data, axes = _read_raw(path)
     axis = _channel_axis(data, axes, 2 if channels is None else channels)
-    _require_one_plane_axis(data, axes, axis, path)
+    require_one_plane_axis(data, axes, axis, path)
     if axis is None:
         found = 1
         data = data[:, None] if data.ndim > 2 else data[None, None]

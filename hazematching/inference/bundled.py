@@ -1,4 +1,5 @@
-"""Where the bundled default model lives, in a clone of the repository or in an installed wheel.
+"""Where the bundled default model and the example images live, in a clone of the repository or
+in an installed wheel.
 
 The repository keeps the model at the top, in `model_zoo/`; a wheel (and so `pip install .`)
 carries its package files inside the package, as `hazematching/model_zoo/` (pyproject.toml maps
@@ -30,3 +31,15 @@ def bundled_model() -> Path:
         f"the bundled model is missing (nor is it at {clone}): pass a model as the first argument",
         installed,
     )
+
+
+# the example images: installed as hazematching/example_images/, in a clone at examples/
+EXAMPLE_FOLDERS = (_PACKAGE / "example_images", _PACKAGE.parent / "examples")
+
+
+def example_image(name: str) -> Path:
+    """An example image shipped with the toolkit, e.g. `widefield_1.tif`."""
+    for folder in EXAMPLE_FOLDERS:
+        if (folder / name).is_file():
+            return folder / name
+    raise HazeMatchingError("example image not found", EXAMPLE_FOLDERS[-1] / name)

@@ -1,0 +1,146 @@
+"""The napari plugin on a real viewer (Qt offscreen): result layers equal to `predict`, a run
+cancelled with the viewer still working, bad layers and models shown as the CLI's one-line
+messages, and the manifest with its sample data."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no screen needed
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from npe2 import PluginManifest
+
+from hazematching.config import SamplingConfig
+from hazematching.inference.predict import predict
+from hazematching.napari.widget import OTHER, DehazeWidget
+from tests.helpers import EXAMPLES
+
+TIMEOUT_MS = 300_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def _widget(viewer, qtbot, model: Path | None = None) -> DehazeWidget:
+    widget = DehazeWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    if model is not None:
+        widget.model_box.setCurrentText(OTHER)
+        widget.model_path.setText(str(model))
+        widget._model_changed()
+    return widget
+
+
+def _run(widget: DehazeWidget, qtbot, layer: str) -> None:
+    widget.layer_box.setCurrentText(layer)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+
+
+def test_the_bundled_model_gives_the_layers_predict_gives(viewer, qtbot, main_command) -> None:
+    image = tifffile.imread(EXAMPLES / "widefield_1.tif")
+    viewer.add_image(image, name="widefield_1", scale=(0.5, 0.25), translate=(3.0, 4.0))
+    widget = _widget(viewer, qtbot)
+    assert not widget.samples.isEnabled() and "8 samples x 1 steps" in widget.model_note.text()
+    _run(widget, qtbot, "widefield_1")
+    assert [layer.name for layer in viewer.layers] == [
+        "widefield_1",
+        "widefield_1 mmse",
+        "widefield_1 std",
+    ], widget.status.text()
+    expected = tifffile.imread(main_command / "widefield_1.tif")  # predict, same model
+    for index, name in enumerate(("mmse", "std")):
+        layer = viewer.layers[f"widefield_1 {name}"]
+        assert layer.data.shape == image.shape
+        np.testing.assert_allclose(layer.data, expected[index], rtol=1e-5, atol=1e-3)
+        assert tuple(layer.scale) == (0.5, 0.25) and tuple(layer.translate) == (3.0, 4.0)
+    assert viewer.layers["widefield_1 std"].colormap.name == "magma"
+    assert widget.progress.value() == widget.progress.maximum() > 0
+
+
+def test_a_checkpoint_adds_its_samples_as_a_stack(viewer, qtbot, trained, tmp_path) -> None:
+    image = tifffile.imread(EXAMPLES / "widefield_2.tif")[:64, :80]
+    viewer.add_image(image, name="crop")
+    widget = _widget(viewer, qtbot, trained.best)
+    assert widget.samples.isEnabled()
+    widget.samples.setValue(3)
+    widget.steps.setValue(2)
+    widget.seed.setValue(4)
+    widget.keep_samples.setChecked(True)
+    _run(widget, qtbot, "crop")
+    tifffile.imwrite(tmp_path / "crop.tif", image)
+    sampling = SamplingConfig(samples=3, steps=2, seed=4, keep_samples=True)
+    (path,) = predict(
+        trained.best, [tmp_path / "crop.tif"], tmp_path / "out", sampling, progress=False
+    )
+    expected = tifffile.imread(path)
+    samples = viewer.layers["crop samples"]
+    assert samples.data.shape == (3, 64, 80) and tuple(samples.scale) == (1.0, 1.0, 1.0)
+    np.testing.assert_allclose(samples.data, expected[2:], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(viewer.layers["crop mmse"].data, expected[0], rtol=1e-5, atol=1e-4)
+
+
+def test_cancel_stops_the_run_and_the_viewer_keeps_working(viewer, qtbot, trained) -> None:
+    image = tifffile.imread(EXAMPLES / "widefield_3.tif")
+    viewer.add_image(image, name="big")
+    widget = _widget(viewer, qtbot, trained.best)
+    widget.samples.setValue(64)
+    widget.steps.setValue(50)
+    widget.layer_box.setCurrentText("big")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=TIMEOUT_MS)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.status.text() == "cancelled"
+    assert widget.progress.value() < widget.progress.maximum()
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    # the viewer and the widget still work: a short run completes
+    viewer.add_image(image[:48, :48], name="small")
+    widget.samples.setValue(2)
+    widget.steps.setValue(1)
+    _run(widget, qtbot, "small")
+    assert "small mmse" in viewer.layers and widget.run_button.isEnabled()
+
+
+def test_bad_layers_and_models_are_one_line_messages(viewer, qtbot, tmp_path) -> None:
+    widget = _widget(viewer, qtbot)
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="colour", rgb=True)
+    viewer.add_image(np.zeros((2, 3, 32, 32), np.float32), name="hyper")
+    nan = np.ones((32, 32), np.float32)
+    nan[4, 4] = np.nan
+    viewer.add_image(nan, name="holes")
+    for layer, message in (
+        ("colour", "expected 1 channel, found 3 channel(s)"),
+        ("hyper", "expected a 2D image or one stack of 2D planes"),
+        ("holes", "contains NaN or infinite values"),
+    ):
+        widget.layer_box.setCurrentText(layer)
+        widget.run()
+        text = widget.status.text()
+        assert text.startswith(f"error: {layer}: ") and message in text and "\n" not in text
+        assert widget.worker is None
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    widget.model_box.setCurrentText(OTHER)
+    widget.model_path.setText(str(tmp_path / "model.pt"))
+    widget._model_changed()
+    assert "not a readable checkpoint" in widget.status.text()
+    widget.run()
+    assert widget.worker is None and len(viewer.layers) == 3
+
+
+def test_manifest_offers_the_widget_and_the_example_images() -> None:
+    manifest = PluginManifest.from_distribution("hazematching")
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Dehaze"]
+    samples = {s.key: s for s in manifest.contributions.sample_data}
+    assert set(samples) == {"widefield", "widefield_and_confocal"}
+    command = {c.id: c for c in manifest.contributions.commands}[samples["widefield"].command]
+    ((data, options, kind),) = command.exec()
+    assert kind == "image" and options["name"] == "widefield_1"
+    assert np.array_equal(data, tifffile.imread(EXAMPLES / "widefield_1.tif"))
