@@ -16,12 +16,12 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import napari  # noqa: E402  (after choosing the Qt platform)
-import tifffile  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
+import napari  # after choosing the Qt platform
+import tifffile
+from qtpy.QtWidgets import QApplication
 
-from hazematching.inference.bundled import example_image  # noqa: E402
-from hazematching.napari.widget import DehazeWidget  # noqa: E402
+from hazematching.inference.bundled import example_image
+from hazematching.napari.widget import DehazeWidget
 
 TIMEOUT_S = 600
 

@@ -9,7 +9,6 @@ one-line message the command line prints; the viewer never sees an exception.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
