@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO := out/demo
 PIPELINE := out/pipeline
 
-.PHONY: setup demo pipeline test test-slow lint bench clean
+.PHONY: setup demo pipeline test test-slow lint bench clean display
 
 setup: $(VENV)/.installed
 
@@ -43,16 +43,31 @@ lint: setup
 	$(BIN)/ruff check hazematching tests benchmarks packaging
 	$(BIN)/ruff format --check hazematching tests benchmarks packaging
 
-test: lint
-	$(BIN)/python -m pytest -q
+# napari's tests need an OpenGL display. Without a screen (no DISPLAY) they run on a virtual one,
+# Debian's Xvfb, with the X libraries Qt 6 loads; both are installed here when missing and the
+# user may install packages (root, as on CI), otherwise the message says what to install.
+XVFB_PACKAGES := xvfb libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+DISPLAY_RUN := $(if $(DISPLAY),,xvfb-run -a)
 
-test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+display:
+	@[ -n "$$DISPLAY" ] || { command -v xvfb-run >/dev/null && \
+		dpkg -s libxcb-cursor0 >/dev/null 2>&1; } || \
+	{ [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(XVFB_PACKAGES) >/dev/null; } || \
+	{ echo "no display: install $(XVFB_PACKAGES) (Debian/Ubuntu), or run on a desktop"; exit 1; }
+
+test: lint display
+	$(DISPLAY_RUN) $(BIN)/python -m pytest -q
+
+test-slow: setup display
+	$(DISPLAY_RUN) $(BIN)/python -m pytest -q -m slow
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
 	$(BIN)/python benchmarks/tiling.py --out benchmarks/results/tiling.json
 	$(BIN)/python benchmarks/cli_startup.py --out benchmarks/results/cli_startup.json
+	$(BIN)/python benchmarks/blockwise.py --out benchmarks/results/blockwise.json
 
 clean:
 	rm -rf $(VENV) out

@@ -1,18 +1,19 @@
-"""The napari plugin on a real viewer (Qt offscreen): result layers equal to `predict`, a run
-cancelled with the viewer still working, bad layers and models shown as the CLI's one-line
-messages, and the manifest with its sample data."""
+"""The napari plugin on a real viewer (under Xvfb where there is no screen: `make test`):
+result layers equal to `predict`, a run cancelled with the viewer still working, bad layers and
+models shown as the CLI's one-line messages, and the manifest with its sample data."""
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no screen needed
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+
+# torch imports triton (with its own LLVM) the first time it builds an optimizer, as the
+# session's training fixtures do; loaded after Mesa's llvmpipe (the viewer's OpenGL without a
+# GPU), it crashes the process. Importing it first keeps the order safe whatever runs first.
+import torch._dynamo  # noqa: F401
 from npe2 import PluginManifest
 
 from hazematching.config import SamplingConfig

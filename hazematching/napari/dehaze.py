@@ -19,6 +19,7 @@ from ..errors import HazeMatchingError
 from ..inference.bundled import bundled_model
 from ..inference.loader import open_model
 from ..inference.predict import Runner, load_runner
+from ..training.checkpoint import load_checkpoint
 
 
 class Cancelled(Exception):
@@ -67,6 +68,7 @@ def choose_model(path: Path | str | None) -> ModelChoice:
     path = bundled_model() if path is None or str(path) == "" else Path(path)
     source = open_model(path, "predict")
     if source.kind != "package":
+        load_checkpoint(source.file)  # a file that is not a checkpoint is refused now
         return ModelChoice(source.path, None)
     from ..bioimage.reading import load_package
 

@@ -216,10 +216,15 @@ class DehazeWidget(QWidget):
             stack = dehaze(runner, planes, self.progressed.emit, self._cancel.is_set)
             return stack, runner.channel_names
 
-        self.worker = create_worker(work)
-        self.worker.returned.connect(lambda result: self._add_results(layer, planes, *result))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._finished)
+        self.worker = create_worker(
+            work,
+            _connect={
+                "returned": lambda result: self._add_results(layer, planes, *result),
+                "errored": self._failed,  # shown in the widget, never raised into the viewer
+                "finished": self._finished,
+            },
+            _start_thread=False,
+        )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"dehazing {name} ...")
