@@ -1,22 +1,19 @@
 """Make the README's napari screenshot from a real run of the plugin's widget.
 
-Opens a napari viewer (Qt offscreen unless a display is set), adds the first example image,
-runs the Dehaze widget on it with the bundled model, waits for the result layers and saves a
-screenshot of the whole window, widget included:
+Opens a napari viewer, adds the first example image, runs the Dehaze widget on it with the
+bundled model, waits for the result layers and saves a screenshot of the whole window, widget
+included. It needs a display with OpenGL; without a screen, a virtual one:
 
-    .venv/bin/python docs/images/napari_screenshot.py --out docs/images/napari.png
+    xvfb-run -a .venv/bin/python docs/images/napari_screenshot.py --out docs/images/napari.png
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import napari  # after choosing the Qt platform
+import napari
 import tifffile
 from qtpy.QtWidgets import QApplication
 

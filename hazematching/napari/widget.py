@@ -163,7 +163,7 @@ class DehazeWidget(QWidget):
             return
         self.status.setText("")
         baked = self._choice.package_sampling
-        for field in (self.samples, self.steps, self.seed):
+        for field in (self.samples, self.steps, self.seed, self.tile, self.keep_samples):
             field.setEnabled(baked is None)
         if baked is not None:
             self.model_note.setText(
@@ -171,7 +171,7 @@ class DehazeWidget(QWidget):
                 f"{baked.steps or 'its own'} steps, seed {baked.seed}"
             )
         else:
-            self.model_note.setText("a checkpoint: choose samples, steps and seed")
+            self.model_note.setText("a checkpoint: choose samples, steps, seed and tiling")
 
     def sampling(self) -> SamplingConfig:
         """The sampling settings of the fields (steps and tile 0: the model's own)."""
