@@ -92,3 +92,14 @@ def output_file(path: Path) -> Path:
         raise HazeMatchingError("output folder does not exist", parent)
     _require_writable(parent)
     return path
+
+
+def file_stamp(path: Path) -> str:
+    """Path, size and modification time of a file, or of all files of a folder (an OME-Zarr
+    store, whose chunks can be rewritten in place): changes when anything in it is replaced."""
+    path = Path(path)
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    states = [p.stat() for p in files]
+    size = sum(state.st_size for state in states)
+    latest = max((state.st_mtime_ns for state in states), default=0)
+    return f"{path.resolve()}:{len(files)}:{size}:{latest}"

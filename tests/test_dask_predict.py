@@ -200,6 +200,14 @@ def test_a_large_image_spreads_its_blocks_over_the_cluster(
         trained.best, inputs, tmp_path / "out", client, SAMPLING, progress=False, blocks=blocks
     )
     assert len(again.skipped) == 2 and not again.written
+    # values rewritten in place (one chunk of the store, its folder untouched) count as new
+    zarr.open_group(str(store))["s0"][:8, :8] = 0
+    changed = predict_distributed(
+        trained.best, inputs, tmp_path / "out", client, SAMPLING, progress=False, blocks=blocks
+    )
+    assert [p.name for p in changed.written] == ["scan.ome.zarr"] and len(changed.skipped) == 1
+    ours = zarr.open_group(str(tmp_path / "out" / "scan.ome.zarr"))
+    assert not np.array_equal(np.asarray(ours["s0"]), np.asarray(theirs["s0"]))
     other = predict_distributed(
         trained.best,
         [store],

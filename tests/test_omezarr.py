@@ -10,7 +10,7 @@ import pytest
 import zarr
 from ome_zarr.writer import write_image
 
-from hazematching.data.omezarr import is_ome_zarr, read_ome_zarr, write_ome_zarr
+from hazematching.data.omezarr import is_ome_zarr, ome_zarr_output, read_ome_zarr
 from hazematching.errors import HazeMatchingError
 
 
@@ -21,10 +21,17 @@ def _store(path: Path, data: np.ndarray, axes: str, scale: dict[str, float]) -> 
     return path
 
 
+def _write(path: Path, values: np.ndarray, scale: dict[str, float] | None = None) -> Path:
+    """A result written block by block, as block-wise prediction writes one."""
+    with ome_zarr_output(path, values.shape, ["mmse", "std"], scale, 64) as array:
+        for row in range(0, values.shape[1], 64):
+            array[:, row : row + 64] = values[:, row : row + 64]
+    return path
+
+
 def test_a_written_result_reads_back_with_its_values_scale_and_channels(tmp_path: Path) -> None:
     values = np.random.default_rng(0).random((2, 100, 120)).astype(np.float32)
-    lazy = da.from_array(values, chunks=(1, 64, 64))
-    path = write_ome_zarr(tmp_path / "out.zarr", lazy, ["mmse", "std"], {"y": 0.1, "x": 0.1}, 64)
+    path = _write(tmp_path / "out.zarr", values, {"y": 0.1, "x": 0.1})
     group = zarr.open_group(str(path))
     assert group.attrs["hazematching"] == {"channels": ["mmse", "std"]}
     (level,) = list(group.keys())
@@ -32,13 +39,18 @@ def test_a_written_result_reads_back_with_its_values_scale_and_channels(tmp_path
     assert is_ome_zarr(path) and not is_ome_zarr(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]  # no temporary folder left
     # a new result replaces an earlier one; anything else at the path is refused
-    write_ome_zarr(path, lazy * 2, ["mmse", "std"], {"y": 0.1, "x": 0.1}, 64)
+    _write(path, values * 2, {"y": 0.1, "x": 0.1})
     assert np.array_equal(np.asarray(zarr.open_group(str(path))[level]), values * 2)
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
     foreign = tmp_path / "foreign.zarr"
     foreign.mkdir()
     with pytest.raises(HazeMatchingError, match="not a HazeMatching result"):
-        write_ome_zarr(foreign, lazy, ["mmse", "std"])
+        _write(foreign, values)
+    # a failure while writing leaves the earlier result as it was, and no temporary folder
+    with pytest.raises(RuntimeError), ome_zarr_output(path, values.shape, ["mmse", "std"]):
+        raise RuntimeError("interrupted")
+    assert np.array_equal(np.asarray(zarr.open_group(str(path))[level]), values * 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.zarr", "out.zarr"]
 
 
 def test_reading_is_lazy_and_keeps_planes_and_pixel_size(tmp_path: Path) -> None:

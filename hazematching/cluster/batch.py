@@ -1,4 +1,5 @@
-"""`hazematching predict --workers N | --scheduler ADDRESS`: one Dask task per image.
+"""`hazematching predict --workers N | --scheduler ADDRESS`: one Dask task per image (per block of
+a large image).
 
 Every worker process loads the model once (a cache keyed by the model and its settings) and
 writes its outputs itself, atomically, with the code of single-process `predict`, so the files
@@ -26,14 +27,16 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from ..config import BlockConfig, SamplingConfig
+from ..data.omezarr import is_ome_zarr
 from ..data.tiff import read_single
-from ..fileio import output_folder, write_json
+from ..fileio import file_stamp, output_folder, write_json
 from ..inference.blockwise import (
     block_count,
     block_runner,
     blockwise_model,
     looks_large,
     predict_large,
+    samples_blockwise,
 )
 from ..inference.loader import open_model
 from ..inference.predict import (
@@ -50,12 +53,6 @@ if TYPE_CHECKING:
 
 COMPLETE = ".complete"
 _RUNNERS: dict[str, Runner] = {}  # per worker process: the loaded model of each settings key
-
-
-def file_stamp(path: Path) -> str:
-    """Path, size and modification time of a file: changes when the file is replaced."""
-    status = Path(path).stat()
-    return f"{Path(path).resolve()}:{status.st_size}:{status.st_mtime_ns}"
 
 
 @dataclass(frozen=True)
@@ -208,13 +205,14 @@ def predict_distributed(
     (out_dir / COMPLETE).mkdir(exist_ok=True)
     result = BatchResult()
     futures = {}
+    block_capable = samples_blockwise(model_path, sampling)  # else large TIFFs are sampled whole
     large: list[tuple[Path, str]] = []
     done: list[str] = []
     for source, name in zip(inputs, names, strict=True):
         if is_complete(out_dir, name, key, Path(source)):
             result.skipped.append(out_dir / _output_name(out_dir, name))
             done.append(name)
-        elif looks_large(Path(source), blocks):
+        elif is_ome_zarr(Path(source)) or (block_capable and looks_large(Path(source), blocks)):
             large.append((Path(source), name))
         else:
             future = client.submit(

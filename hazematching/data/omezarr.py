@@ -125,18 +125,18 @@ def ome_zarr_output(
     scale: dict[str, float] | None = None,
     chunk: int = 512,
 ) -> Iterator[object]:
-    """A new OME-Zarr image of float32 (C, Y, X) or (Z, C, Y, X) `shape`, filled by the caller.
+    """A new OME-Zarr image of float32 (C, Y, X) or (C, Z, Y, X) `shape`, filled by the caller.
 
-    Yields the zarr array of its one resolution level (chunks of one channel, `chunk` px); the
-    image appears at `path` only when the block ends without an error. The channel names are
-    stored in the group's `hazematching` attributes.
+    Yields the zarr array of its one resolution level (chunks of one channel and plane, `chunk`
+    px); the image appears at `path` only when the block ends without an error. The channel
+    names are stored in the group's `hazematching` attributes.
     """
     import dask.array as da
     import zarr
     from ome_zarr.writer import write_image
 
-    axes = "cyx" if len(shape) == 3 else "zcyx"
-    if shape[-3] != len(channel_names):
+    axes = "cyx" if len(shape) == 3 else "czyx"  # OME-NGFF: channels before space
+    if shape[0] != len(channel_names):
         raise ValueError(f"{len(channel_names)} channel names for data of shape {shape}")
     scale = scale or {}
     pixel = {name: scale.get(name, 1.0) if name != "c" else 1.0 for name in axes}
@@ -155,24 +155,3 @@ def ome_zarr_output(
         group.attrs["hazematching"] = {"channels": list(channel_names)}
         (level,) = list(group.array_keys())
         yield group[level]
-
-
-def write_ome_zarr(
-    path: Path,
-    data: object,
-    channel_names: list[str],
-    scale: dict[str, float] | None = None,
-    chunk: int = 512,
-) -> Path:
-    """Write (C, Y, X) or (Z, C, Y, X) float32 data (numpy or dask) as one OME-Zarr image.
-
-    A dask array is computed chunk by chunk as it is written, so memory stays bounded by the
-    chunks.
-    """
-    import dask.array as da
-
-    shape = tuple(data.shape)  # type: ignore[attr-defined]
-    with ome_zarr_output(path, shape, channel_names, scale, chunk) as array:
-        lazy = da.asarray(data).astype(np.float32).rechunk(array.chunks)  # type: ignore[attr-defined]
-        lazy.store(array, lock=False)
-    return Path(path)

@@ -30,11 +30,6 @@ class Block:
     core: tuple[tuple[int, int], tuple[int, int]]
     grown: tuple[tuple[int, int], tuple[int, int]]
 
-    @property
-    def origin(self) -> tuple[int, int]:
-        """Top-left pixel of the grown region in the whole image (where its noise starts)."""
-        return self.grown[0][0], self.grown[1][0]
-
     def slices(self, region: tuple[tuple[int, int], tuple[int, int]]) -> tuple[slice, slice]:
         """(rows, cols) slices of a region of this block (`core` or `grown`)."""
         return slice(*region[0]), slice(*region[1])

@@ -31,6 +31,7 @@ from ..bioimage.reading import load_package
 from ..config import BlockConfig, SamplingConfig
 from ..data.omezarr import ZarrImage, is_ome_zarr, ome_zarr_output, read_ome_zarr
 from ..errors import HazeMatchingError
+from ..fileio import file_stamp
 from .blocks import BlockGrid, assemble
 from .loader import open_model
 from .predict import Runner, load_runner, write_result
@@ -84,15 +85,18 @@ class Region:
         """The region as float32 (rows, cols)."""
         if self.array is not None:
             return np.asarray(self.array, dtype=np.float32)
-        data = _zarr_data(str(self.store))
+        store = Path(str(self.store))
+        metadata = ";".join(file_stamp(p) for p in sorted(store.iterdir()) if p.is_file())
+        data = _zarr_data(str(store), metadata)
         return np.asarray(
             data[self.plane, slice(*self.rows), slice(*self.cols)].compute(), dtype=np.float32
         )
 
 
 @functools.lru_cache(maxsize=4)
-def _zarr_data(store: str) -> Any:
-    """The lazily read image of a store, opened once per process."""
+def _zarr_data(store: str, stamp: str) -> Any:
+    """The lazily read image of a store, opened once per process (`stamp`: of its top-level
+    metadata files, so a store written anew at the same path is opened anew)."""
     return read_ome_zarr(Path(store)).data
 
 
@@ -114,8 +118,8 @@ def sample_block(
 
 
 def block_runner(model: Path, sampling: SamplingConfig | None, device: str) -> Runner:
-    """The model of these settings, loaded once per process."""
-    key = (str(model), (sampling.model_dump_json() if sampling else "") + device)
+    """The model of these settings, loaded once per process (again when the file changes)."""
+    key = (file_stamp(model), (sampling.model_dump_json() if sampling else "") + device)
     if key not in _RUNNERS:
         _RUNNERS[key] = load_runner(model, sampling, device)
     return _RUNNERS[key]
@@ -213,6 +217,19 @@ def is_large(image: np.ndarray | ZarrImage, config: BlockConfig) -> bool:
     return image.shape[-2] * image.shape[-1] > config.above
 
 
+def samples_blockwise(model_path: Path, sampling: SamplingConfig | None) -> bool:
+    """Whether the model can sample block by block (a checkpoint, or a package shipping one).
+
+    Large TIFFs fall back to whole-image sampling with a model that cannot; OME-Zarr images
+    get `blockwise_model`'s error.
+    """
+    try:
+        blockwise_model(model_path, sampling)
+    except HazeMatchingError:
+        return False
+    return True
+
+
 def looks_large(path: Path, config: BlockConfig) -> bool:
     """`is_large` from the file's header alone: OME-Zarr stores, and TIFFs whose planes have
     more pixels than `config.above` (an unreadable TIFF is left to the reader's error)."""
@@ -241,8 +258,8 @@ def predict_large(
     """Dehaze one large image block by block into `out_dir`; returns the output's path.
 
     A TIFF (planes, Y, X) array gives `<name>.tif` and its preview, as `predict` writes them;
-    an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` with the input's pixel size,
-    written chunk by chunk as blocks finish. `on_block(1)` is called per finished block.
+    an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` (axes CYX, or CZYX for a stack)
+    with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is called per finished block.
     """
     model, block_sampling = blockwise_model(model_path, sampling)
     names = channels_of(model, block_sampling, device)
@@ -267,12 +284,12 @@ def predict_large(
                 stack[z, :, rows, cols] = result
         return write_result(out_dir, name, image, stack, names)
     path = out_dir / f"{name}{ZARR_OUTPUT_SUFFIX}"
-    shape = (len(names), height, width) if planes == 1 else (planes, len(names), height, width)
+    shape = (len(names), height, width) if planes == 1 else (len(names), planes, height, width)
     with ome_zarr_output(path, shape, names, image.scale, config.block) as array:
         for z in range(planes):
             for (rows, cols), result in plane_results(z):
                 if planes == 1:
                     array[:, rows, cols] = result
                 else:
-                    array[z, :, rows, cols] = result
+                    array[:, z, rows, cols] = result
     return path

@@ -282,6 +282,7 @@ def predict(
         blockwise_model,
         is_large,
         predict_large,
+        samples_blockwise,
     )
 
     blocks = blocks or BlockConfig()
@@ -289,6 +290,10 @@ def predict(
     open_model(model_path, "predict", sampling=sampling is not None)  # a missing model first
     images = [read_input(Path(p), channel) for p in inputs]
     large = [is_large(image, blocks) for image in images]
+    if any(isinstance(image, ZarrImage) for image in images):
+        blockwise_model(model_path, sampling)  # refused before anything is written
+    elif any(large) and not samples_blockwise(model_path, sampling):
+        large = [False] * len(images)  # a package without its checkpoint samples them whole
     runner = load_runner(model_path, sampling, device) if not all(large) else None
     out_dir = Path(out_dir)
     output_folder(out_dir)

@@ -1,8 +1,10 @@
 """What the napari widget runs, without Qt: a layer's data in, result layers out.
 
 The numbers come from the very `Runner` that `hazematching predict` uses, so a layer dehazed in
-napari equals the TIFF `predict` writes with the same model and settings. Bad layers and models
-raise the same one-line `HazeMatchingError`s the command line prints.
+napari equals the TIFF `predict` writes with the same model and settings (for images below the
+size `predict` samples block by block; a layer is always sampled whole). Each layer is one
+channel: 2D, or a stack of planes along one axis. Bad layers and models raise the same one-line
+`HazeMatchingError`s the command line prints.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The napari dock widget: pick an image layer and a model, press Run, get MMSE and std layers.
 
-Sampling runs in a worker thread (napari's `thread_worker`), so the viewer stays responsive; the
-progress bar counts the model's network passes over tiles, and Cancel stops the run at the next
-pass. Every problem (a bad layer, a file that is not a model) is shown in the widget as the
-one-line message the command line prints; the viewer never sees an exception.
+Sampling runs in a worker thread (napari's `create_worker`), so the viewer stays responsive; the
+progress bar counts the model's network passes over tiles (a package's: planes), and Cancel
+stops the run at the next one. Every problem (a bad layer, a file that is not a model) is shown
+in the widget as the one-line message the command line prints; the viewer never sees an
+exception.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class DehazeWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.help_button.clicked.connect(self.explain_std)
-        self.progressed.connect(lambda done: self.progress.setValue(self.progress.value() + done))
-        self.planned.connect(self.progress.setMaximum)
+        self.progressed.connect(self._advance)  # methods of this widget: run in the GUI thread
+        self.planned.connect(self._plan)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
@@ -193,6 +194,7 @@ class DehazeWidget(QWidget):
         if self._choice is None:
             self._show_error(self.model_note.text() or "choose a model")
             return
+        self._refresh_layers()  # layers may have been renamed since
         name = self.layer_box.currentText()
         if not name:
             self._show_error("add an image layer to dehaze")
@@ -210,19 +212,20 @@ class DehazeWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setMaximum(0)  # busy until the model is loaded and the work is known
 
-        def work() -> tuple[np.ndarray, list[str]]:
-            runner = load(choice, sampling)
-            self.planned.emit(runner.work(planes))
-            stack = dehaze(runner, planes, self.progressed.emit, self._cancel.is_set)
+        def work() -> tuple[np.ndarray, list[str]] | Exception:
+            """The run, its problems returned rather than raised: napari would also show a
+            raised one as an error notification."""
+            try:
+                runner = load(choice, sampling)
+                self.planned.emit(runner.work(planes))
+                stack = dehaze(runner, planes, self.progressed.emit, self._cancel.is_set)
+            except Exception as error:  # every problem ends in the status line
+                return error
             return stack, runner.channel_names
 
         self.worker = create_worker(
             work,
-            _connect={
-                "returned": lambda result: self._add_results(layer, planes, *result),
-                "errored": self._failed,  # shown in the widget, never raised into the viewer
-                "finished": self._finished,
-            },
+            _connect={"returned": lambda result: self._done(layer, result)},
             _start_thread=False,
         )
         self.run_button.setEnabled(False)
@@ -230,14 +233,29 @@ class DehazeWidget(QWidget):
         self.status.setText(f"dehazing {name} ...")
         self.worker.start()
 
+    def _advance(self, done: int) -> None:
+        self.progress.setValue(self.progress.value() + done)
+
+    def _plan(self, total: int) -> None:
+        self.progress.setMaximum(total)
+
     def cancel(self) -> None:
         """Stop the running job at its next network pass."""
         self._cancel.set()
         self.status.setText("cancelling ...")
 
-    def _add_results(
-        self, layer: object, planes: np.ndarray, stack: np.ndarray, channels: list[str]
-    ) -> None:
+    def _done(self, layer: object, result: tuple[np.ndarray, list[str]] | Exception) -> None:
+        """Back in the main thread: add the result layers or show the problem."""
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setMaximum(max(self.progress.maximum(), 1))
+        self.worker = None
+        if isinstance(result, Exception):
+            self._failed(result)
+        else:
+            self._add_results(layer, *result)
+
+    def _add_results(self, layer: object, stack: np.ndarray, channels: list[str]) -> None:
         for result in result_layers(
             layer.name,  # type: ignore[attr-defined]
             stack,
@@ -258,12 +276,6 @@ class DehazeWidget(QWidget):
             self._show_error(str(error))
         else:
             self._show_error(f"{type(error).__name__}: {' '.join(str(error).split())}")
-
-    def _finished(self) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.progress.setMaximum(max(self.progress.maximum(), 1))
-        self.worker = None
 
     def _show_error(self, message: str) -> None:
         self.status.setText(f"error: {message}")
