@@ -259,7 +259,8 @@ def predict_large(
 
     A TIFF (planes, Y, X) array gives `<name>.tif` and its preview, as `predict` writes them;
     an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` (axes CYX, or CZYX for a stack)
-    with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is called per finished block.
+    with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is
+    called per finished block.
     """
     model, block_sampling = blockwise_model(model_path, sampling)
     names = channels_of(model, block_sampling, device)
