@@ -10,6 +10,7 @@ exception.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,6 +53,13 @@ BUNDLED = "bundled model (hazematching-simulated)"
 OTHER = "a package or checkpoint..."
 #: Letters for unnamed layer axes in messages, the last two being Y, X.
 AXES = "TZYX"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A run's problem, returned from the worker thread (a returned exception would be raised)."""
+
+    error: Exception
 
 
 class DehazeWidget(QWidget):
@@ -212,7 +220,7 @@ class DehazeWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setMaximum(0)  # busy until the model is loaded and the work is known
 
-        def work() -> tuple[np.ndarray, list[str]] | Exception:
+        def work() -> tuple[np.ndarray, list[str]] | Failed:
             """The run, its problems returned rather than raised: napari would also show a
             raised one as an error notification."""
             try:
@@ -220,12 +228,15 @@ class DehazeWidget(QWidget):
                 self.planned.emit(runner.work(planes))
                 stack = dehaze(runner, planes, self.progressed.emit, self._cancel.is_set)
             except Exception as error:  # every problem ends in the status line
-                return error
+                return Failed(error)
             return stack, runner.channel_names
 
         self.worker = create_worker(
             work,
-            _connect={"returned": lambda result: self._done(layer, result)},
+            _connect={
+                "returned": lambda result: self._done(layer, result),
+                "finished": self._finished,
+            },
             _start_thread=False,
         )
         self.run_button.setEnabled(False)
@@ -244,16 +255,18 @@ class DehazeWidget(QWidget):
         self._cancel.set()
         self.status.setText("cancelling ...")
 
-    def _done(self, layer: object, result: tuple[np.ndarray, list[str]] | Exception) -> None:
+    def _done(self, layer: object, result: tuple[np.ndarray, list[str]] | Failed) -> None:
         """Back in the main thread: add the result layers or show the problem."""
+        if isinstance(result, Failed):
+            self._failed(result.error)
+        else:
+            self._add_results(layer, *result)
+
+    def _finished(self) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setMaximum(max(self.progress.maximum(), 1))
         self.worker = None
-        if isinstance(result, Exception):
-            self._failed(result)
-        else:
-            self._add_results(layer, *result)
 
     def _add_results(self, layer: object, stack: np.ndarray, channels: list[str]) -> None:
         for result in result_layers(
