@@ -33,7 +33,10 @@ mkdir -p "$WORK"
 # 2. the model and the MSE U-Net baseline: same network, data, budget and seed; in parallel with
 #    one thread each when both are to train (faster on 2 cores than one after the other), with
 #    the machine's threads when one is left. `done` marks a finished run.
-#    An interrupted training resumes from its last.pt (written every 250 steps).
+#    An interrupted training resumes from its last.pt (written every 250 steps). The teacher this
+#    stage trained on CPU is kept, without optimizer state, in packaging/checkpoints/robust-teacher/
+#    (with its config and history): copied to $WORK/hazematching/ with a `done` file, it stands
+#    for this stage's HazeMatching run.
 train() {
     local resume=()
     [ -f "$WORK/$1/last.pt" ] && resume=(--resume)
