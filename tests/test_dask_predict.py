@@ -196,6 +196,10 @@ def test_a_large_image_spreads_its_blocks_over_the_cluster(
     ours = zarr.open_group(str(tmp_path / "out" / "scan.ome.zarr"))
     theirs = zarr.open_group(str(here))
     assert np.array_equal(np.asarray(ours["s0"]), np.asarray(theirs["s0"]))
+    # both records name the checkpoint, sampling and channels the blocks were sampled with
+    blocks_here = json.loads((tmp_path / "here" / "predict.json").read_text())["blocks"]
+    blocks_there = json.loads((tmp_path / "out" / "predict.json").read_text())["blocks"]
+    assert blocks_there == blocks_here and blocks_here["model"] == str(trained.best)
     again = predict_distributed(
         trained.best, inputs, tmp_path / "out", client, SAMPLING, progress=False, blocks=blocks
     )

@@ -29,14 +29,15 @@ from tqdm.auto import tqdm
 from ..config import BlockConfig, SamplingConfig
 from ..data.omezarr import is_ome_zarr
 from ..data.tiff import read_single
+from ..errors import HazeMatchingError
 from ..fileio import file_stamp, output_folder, write_json
 from ..inference.blockwise import (
     block_count,
     block_runner,
+    blocks_record,
     blockwise_model,
     looks_large,
     predict_large,
-    samples_blockwise,
 )
 from ..inference.loader import open_model
 from ..inference.predict import (
@@ -205,14 +206,17 @@ def predict_distributed(
     (out_dir / COMPLETE).mkdir(exist_ok=True)
     result = BatchResult()
     futures = {}
-    block_capable = samples_blockwise(model_path, sampling)  # else large TIFFs are sampled whole
+    try:  # the checkpoint and sampling of the block path, resolved once
+        block_model, block_error = blockwise_model(model_path, sampling), None
+    except HazeMatchingError as error:  # large TIFFs are sampled whole, OME-Zarr fails by name
+        block_model, block_error = None, error
     large: list[tuple[Path, str]] = []
     done: list[str] = []
     for source, name in zip(inputs, names, strict=True):
         if is_complete(out_dir, name, key, Path(source)):
             result.skipped.append(out_dir / _output_name(out_dir, name))
             done.append(name)
-        elif is_ome_zarr(Path(source)) or (block_capable and looks_large(Path(source), blocks)):
+        elif is_ome_zarr(Path(source)) or (block_model and looks_large(Path(source), blocks)):
             large.append((Path(source), name))
         else:
             future = client.submit(
@@ -236,7 +240,11 @@ def predict_distributed(
             bar.update(1)
         for source, name in large:
             try:
-                written = _predict_large(client, settings, key, source, name, out_dir, progress)
+                if block_model is None:
+                    raise block_error
+                written = _predict_large(
+                    client, settings, block_model, key, source, name, out_dir, progress
+                )
             except Exception as error:  # reported by name, as for a failed task
                 result.failed[name] = _one_line(error)
             else:
@@ -250,8 +258,8 @@ def predict_distributed(
         first = json.loads(_record(out_dir, sorted(done)[0]).read_text())
         record.update(sampling=first["sampling"], output_channels=first["output_channels"])
     record["failed"] = result.failed
-    if large:
-        record["blocks"] = blocks.model_dump(mode="json")
+    if large and block_model is not None:
+        record["blocks"] = blocks_record(blocks, *block_model, device)
     write_json(out_dir / "predict.json", record)
     return result
 
@@ -264,13 +272,15 @@ def _output_name(out_dir: Path, name: str) -> str:
 def _predict_large(
     client: Client,
     settings: BatchSettings,
+    block_model: tuple[Path, SamplingConfig | None],
     key: str,
     source: Path,
     name: str,
     out_dir: Path,
     progress: bool,
 ) -> Path:
-    """One large image, its blocks spread over the cluster, recorded as complete when written."""
+    """One large image, its blocks spread over the cluster (sampled with `block_model`, the
+    checkpoint and sampling `blockwise_model` resolved), recorded as complete when written."""
     image = read_input(source, settings.channel)
     stamp = file_stamp(source)
     with tqdm(
@@ -282,8 +292,7 @@ def _predict_large(
     ) as bar:
         written = predict_large(
             client,
-            settings.model,
-            settings.sampling,
+            *block_model,
             settings.device,
             settings.blocks,
             source,
@@ -292,7 +301,6 @@ def _predict_large(
             out_dir,
             bar.update,
         )
-    model, sampling = blockwise_model(settings.model, settings.sampling)
-    runner = block_runner(model, sampling, settings.device)
+    runner = block_runner(*block_model, settings.device)
     _complete(out_dir, name, key, stamp, written, runner.settings, runner.channel_names)
     return written

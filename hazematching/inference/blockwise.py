@@ -217,17 +217,18 @@ def is_large(image: np.ndarray | ZarrImage, config: BlockConfig) -> bool:
     return image.shape[-2] * image.shape[-1] > config.above
 
 
-def samples_blockwise(model_path: Path, sampling: SamplingConfig | None) -> bool:
-    """Whether the model can sample block by block (a checkpoint, or a package shipping one).
-
-    Large TIFFs fall back to whole-image sampling with a model that cannot; OME-Zarr images
-    get `blockwise_model`'s error.
-    """
-    try:
-        blockwise_model(model_path, sampling)
-    except HazeMatchingError:
-        return False
-    return True
+def blocks_record(
+    config: BlockConfig, checkpoint: Path, sampling: SamplingConfig | None, device: str
+) -> dict[str, Any]:
+    """What `predict.json` records of block-wise sampling: the block settings, the checkpoint
+    (a package's own, if it was given a package), its sampling and output channels."""
+    runner = block_runner(checkpoint, sampling, device)
+    return {
+        **config.model_dump(mode="json"),
+        "model": str(checkpoint),
+        "sampling": runner.settings,
+        "output_channels": runner.channel_names,
+    }
 
 
 def looks_large(path: Path, config: BlockConfig) -> bool:
@@ -245,7 +246,7 @@ def looks_large(path: Path, config: BlockConfig) -> bool:
 
 def predict_large(
     executor: Executor,
-    model_path: Path,
+    model: Path,
     sampling: SamplingConfig | None,
     device: str,
     config: BlockConfig,
@@ -260,13 +261,12 @@ def predict_large(
     A TIFF (planes, Y, X) array gives `<name>.tif` and its preview, as `predict` writes them;
     an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` (axes CYX, or CZYX for a stack)
     with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is
-    called per finished block.
+    called per finished block. `model` and `sampling` are what `blockwise_model` resolved.
     """
-    model, block_sampling = blockwise_model(model_path, sampling)
-    names = channels_of(model, block_sampling, device)
+    names = channels_of(model, sampling, device)
     planes, height, width = image_shape(image)
     grid = BlockGrid(height, width, config)
-    task = functools.partial(sample_block, model, block_sampling, device, str(source))
+    task = functools.partial(sample_block, model, sampling, device, str(source))
 
     def plane_results(z: int) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
         def region(rows: tuple[int, int], cols: tuple[int, int]) -> Region:

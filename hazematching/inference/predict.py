@@ -278,11 +278,10 @@ def predict(
     from .blockwise import (
         InProcess,
         block_count,
-        block_runner,
+        blocks_record,
         blockwise_model,
         is_large,
         predict_large,
-        samples_blockwise,
     )
 
     blocks = blocks or BlockConfig()
@@ -290,10 +289,14 @@ def predict(
     open_model(model_path, "predict", sampling=sampling is not None)  # a missing model first
     images = [read_input(Path(p), channel) for p in inputs]
     large = [is_large(image, blocks) for image in images]
-    if any(isinstance(image, ZarrImage) for image in images):
-        blockwise_model(model_path, sampling)  # refused before anything is written
-    elif any(large) and not samples_blockwise(model_path, sampling):
-        large = [False] * len(images)  # a package without its checkpoint samples them whole
+    block_model = None  # the checkpoint and sampling of the block path, resolved once
+    if any(large):
+        try:
+            block_model = blockwise_model(model_path, sampling)
+        except HazeMatchingError:
+            if any(isinstance(image, ZarrImage) for image in images):
+                raise  # refused before anything is written
+            large = [False] * len(images)  # a package without its checkpoint samples them whole
     runner = load_runner(model_path, sampling, device) if not all(large) else None
     out_dir = Path(out_dir)
     output_folder(out_dir)
@@ -315,8 +318,7 @@ def predict(
             written.append(
                 predict_large(
                     InProcess(),
-                    model_path,
-                    sampling,
+                    *block_model,
                     device,
                     blocks,
                     Path(inputs[i]),
@@ -327,14 +329,7 @@ def predict(
                 )
             )
     record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
-    if any(large):  # large images are sampled with a checkpoint (a package's own, if needed)
-        checkpoint, block_sampling = blockwise_model(model_path, sampling)
-        block = block_runner(checkpoint, block_sampling, device)
-        record["blocks"] = {
-            **blocks.model_dump(mode="json"),
-            "model": str(checkpoint),
-            "sampling": block.settings,
-            "output_channels": block.channel_names,
-        }
+    if block_model is not None and any(large):
+        record["blocks"] = blocks_record(blocks, *block_model, device)
     write_json(out_dir / "predict.json", record)
     return written
