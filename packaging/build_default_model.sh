@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the bundled default model, model_zoo/hazematching-simulated/, and examples/ from
-# scratch on CPU (about 3 h on 2 cores).
+# scratch on CPU (about 2.5 h on 2 cores).
 # Usage (from the repository root, after `make setup`):
 #   bash packaging/build_default_model.sh [WORK_DIR]        (default WORK_DIR: runs/robust-model)
 #   MAINTAINER=your-github-user bash packaging/build_default_model.sh   (to upload to the zoo)
@@ -9,6 +9,11 @@
 # the same recipe on fixed-configuration pairs, stopped before packaging (PACKAGE=0):
 #   SIMULATION= PAIRS=150 SPLIT=0.8,0.1,0.1 PACKAGE=0 bash packaging/build_default_model.sh \
 #       runs/default-model
+# BASELINE=0 leaves out the MSE U-Net baseline (stage 2; the teacher then trains on both
+# cores): the card's evaluation table then has no baseline row. ROBUSTNESS_DATA adds folders of
+# test pairs made elsewhere to the robustness table (stage 5b), e.g.
+# ROBUSTNESS_DATA=microsim=runs/microsim-test (docs/results/robustness/reproduce.sh renders
+# those with microsim).
 # Stages whose output exists are skipped, so an interrupted build continues.
 set -euo pipefail
 HM="${HM:-.venv/bin/hazematching}"
@@ -46,12 +51,14 @@ train() {
         "${resume[@]}" >> "$WORK/train-$1.log" 2>&1
     touch "$WORK/$1/done"
 }
+methods=(hazematching)
+[ "${BASELINE:-1}" = 1 ] && methods+=(unet)
 todo=()
-for method in hazematching unet; do [ -f "$WORK/$method/done" ] || todo+=("$method"); done
+for method in "${methods[@]}"; do [ -f "$WORK/$method/done" ] || todo+=("$method"); done
 threads=$([ "${#todo[@]}" -gt 1 ] && echo 1 || nproc)
 for method in "${todo[@]}"; do train "$method" "$threads" & done
 wait
-[ -f "$WORK/hazematching/done" ] && [ -f "$WORK/unet/done" ]
+for method in "${methods[@]}"; do [ -f "$WORK/$method/done" ]; done
 
 # 2b. the bundled model itself: a reflow student of the HazeMatching run, trained at t = 0 and
 #     1/2 on 1536 of its 20-step samples, so that 1 or 2 steps reach the teacher's sample
@@ -83,8 +90,8 @@ fi
 # 5. evaluation on the held-out test split: the model as packaged and the U-Net baseline
 [ -f "$WORK/report/methods/reflow.json" ] || $HM evaluate "$WORK/reflow" "$WORK/heldout" \
     --out "$WORK/report" --samples "$SAMPLES" --steps "$STEPS" --figures 3 --no-progress
-[ -f "$WORK/report/methods/unet.json" ] || $HM evaluate "$WORK/unet" "$WORK/heldout" \
-    --out "$WORK/report" --figures 3 --no-progress
+[ "${BASELINE:-1}" = 0 ] || [ -f "$WORK/report/methods/unet.json" ] || $HM evaluate \
+    "$WORK/unet" "$WORK/heldout" --out "$WORK/report" --figures 3 --no-progress
 # the SWD of both over 10 seeds of its own and over 4 samples, to set the difference against
 [ -f "$WORK/report/swd_spread.json" ] || $PY packaging/swd_spread.py "$WORK" \
     "$WORK/report/swd_spread.json" --run reflow --steps "$STEPS"
@@ -97,14 +104,14 @@ fi
 #     (COMPARE: its run folder; skipped when it is not there)
 COMPARE="${COMPARE:-runs/default-model/reflow}"
 if [ ! -f "$WORK/robustness/robustness.json" ]; then
+    models=("$WORK/reflow") names=bundled extra=()
     if [ -f "$COMPARE/best.pt" ] && [ "$(realpath "$COMPARE")" != "$(realpath "$WORK/reflow")" ]
     then
-        $HM robustness "$WORK/reflow" "$COMPARE" --names bundled,single-config \
-            --conditions packaging/robustness.toml --out "$WORK/robustness" --no-progress
-    else
-        $HM robustness "$WORK/reflow" --names bundled --conditions packaging/robustness.toml \
-            --out "$WORK/robustness" --no-progress
+        models+=("$COMPARE") names=bundled,single-config
     fi
+    for data in ${ROBUSTNESS_DATA:-}; do extra+=(--data "$data"); done
+    $HM robustness "${models[@]}" --names "$names" --conditions packaging/robustness.toml \
+        "${extra[@]}" --out "$WORK/robustness" --no-progress
 fi
 
 # 6. the package, its card showing the evaluation, unpacked into model_zoo/ with the

@@ -5,14 +5,12 @@
 # Usage (from the repository root, after `make setup`): bash docs/results/robustness/reproduce.sh
 # Each stage is skipped when its output exists.
 set -euo pipefail
-HM="${HM:-.venv/bin/hazematching}"
 HERE=docs/results/robustness
 
-# 1. the two models: the single-configuration one (stopped before packaging) and the bundled one
-#    (its build runs `hazematching robustness` on both, stage 5b, into runs/robust-model/robustness)
+# 1. the single-configuration model: the same recipe on fixed-configuration pairs, stopped
+#    before packaging (the bundled model before this one is that model's reflow student)
 [ -f runs/default-model/calibration/calibration.json ] || SIMULATION= PAIRS=150 \
     SPLIT=0.8,0.1,0.1 PACKAGE=0 bash packaging/build_default_model.sh runs/default-model
-[ -f runs/robust-model/robustness/robustness.json ] || bash packaging/build_default_model.sh
 
 # 2. microsim pairs, in an environment of their own (microsim needs numpy < 2)
 if [ ! -d runs/microsim-test ]; then
@@ -24,8 +22,9 @@ if [ ! -d runs/microsim-test ]; then
         runs/microsim-test --pairs 20 --size 128 --seed 404
 fi
 
-# 3. the table: every condition of the plan plus the microsim pairs, both models
-[ -f runs/robustness/robustness.json ] || $HM robustness runs/robust-model/reflow \
-    runs/default-model/reflow --names bundled,single-config --conditions packaging/robustness.toml \
-    --data microsim=runs/microsim-test --out runs/robustness --no-progress
-cp runs/robustness/robustness.md runs/robustness/robustness.json "$HERE/"
+# 3. the bundled model; its stage 5b measures both models on every condition of the plan and on
+#    the microsim pairs (runs/robust-model/robustness), and its card shows its own rows
+[ -f runs/robust-model/robustness/robustness.json ] || COMPARE=runs/default-model/reflow \
+    ROBUSTNESS_DATA=microsim=runs/microsim-test bash packaging/build_default_model.sh
+cp runs/robust-model/robustness/robustness.md runs/robust-model/robustness/robustness.json \
+    runs/microsim-test/microsim.json "$HERE/"
