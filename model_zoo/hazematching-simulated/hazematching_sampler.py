@@ -199,15 +199,21 @@ class EulerSampler(nn.Module):
         return F.pad(hazy, [0, pad_w, 0, pad_h], mode=mode)
 
     @torch.jit.export
-    def initial_state(self, guide: Tensor, first: int, count: int) -> Tensor:
-        """x_0 for samples first..first+count-1 of every image, ordered (sample, image)."""
+    def initial_state(self, guide: Tensor, first: int, count: int, row0: int, col0: int) -> Tensor:
+        """x_0 for samples first..first+count-1 of every image, ordered (sample, image).
+
+        (row0, col0) is where the guide's top-left pixel lies in the whole image: a block of a
+        larger image starts from the very noise the whole image has there.
+        """
         batch, height, width = guide.shape[0], guide.shape[-2], guide.shape[-1]
         cond = guide.repeat(count, 1, 1, 1)
         if self.start_noise == 0.0:
             return cond * self.start_input
         fields: list[Tensor] = []
         for j in range(count):
-            fields.append(gaussian_field(self.seed, first + j, 0, 0, height, width, guide.device))
+            fields.append(
+                gaussian_field(self.seed, first + j, row0, col0, height, width, guide.device)
+            )
         noise = (
             torch.stack(fields)
             .to(guide.dtype)[:, None, None]
@@ -354,6 +360,15 @@ class EulerSampler(nn.Module):
 
     def forward(self, hazy: Tensor) -> Tensor:
         """(B, 1, H, W) normalised hazy images -> (B, 2 [+K], H, W): mean, std [, samples]."""
+        return self.sample_at(hazy, 0, 0)
+
+    @torch.jit.export
+    def sample_at(self, hazy: Tensor, row0: int, col0: int) -> Tensor:
+        """`forward` for images whose top-left pixel lies at (row0, col0) of a larger image.
+
+        The samples start from that image's noise at those coordinates, so overlapping blocks
+        of one image start alike where they overlap (block-wise prediction of large images).
+        """
         height, width = hazy.shape[-2], hazy.shape[-1]
         guide = self.pad(hazy)
         mean = torch.zeros_like(guide)
@@ -361,7 +376,7 @@ class EulerSampler(nn.Module):
         kept: list[Tensor] = []
         for first in range(0, self.samples, self.batch_size):
             count = min(self.batch_size, self.samples - first)
-            x = self.initial_state(guide, first, count)
+            x = self.initial_state(guide, first, count, row0, col0)
             cond = guide.repeat(count, 1, 1, 1)
             for step in range(self.steps):
                 x = self.euler_step(x, cond, step)
