@@ -25,6 +25,7 @@ from hazematching.inference.loader import load_trained_model
 from hazematching.inference.package import run_package
 from hazematching.inference.predict import predict, predict_planes
 from hazematching.inference.sampling import build_sampler
+from hazematching.training.checkpoint import load_checkpoint
 from hazematching.training.loop import TrainResult
 from tests.helpers import invoke
 
@@ -63,7 +64,7 @@ def test_export_passes_test_model_for_both_weight_formats(package: ExportResult)
         assert any(weight_format in d.name for d in summary.details)
 
 
-def test_description_contents(unpacked: Path) -> None:
+def test_description_contents(unpacked: Path, trained: TrainResult) -> None:
     rdf = yaml.safe_load((unpacked / "rdf.yaml").read_text())
     (hazy,), (dehazed,) = rdf["inputs"], rdf["outputs"]
     assert [a["type"] for a in hazy["axes"]] == ["batch", "channel", "space", "space"]
@@ -85,6 +86,14 @@ def test_description_contents(unpacked: Path) -> None:
     assert "2506.22397" in rdf["cite"][0]["url"]
     card = (unpacked / rdf["documentation"]["source"]).read_text()
     assert "## Validation" in card and "Ray" in card
+    # the card's step and validation loss are those of the exported checkpoint's own history
+    checkpoint = load_checkpoint(trained.best)
+    best = min(checkpoint.history, key=lambda entry: entry["val_loss"])
+    assert (
+        f"| steps | {checkpoint.config.steps} (exported checkpoint: step {checkpoint.step}) |"
+        in card
+    )
+    assert f"best {best['val_loss']:.4f} at step {best['step']} of the validations" in card
     cover = unpacked / rdf["covers"][0]["source"]
     assert cover.stat().st_size < 500_000
     # sample tensors hold the same values as the test tensors

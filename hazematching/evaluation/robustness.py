@@ -123,8 +123,9 @@ def robustness_table(plan: RobustnessPlan, rows: list[dict[str, Any]]) -> list[s
     lines = [
         f"{plan.pairs} test pairs of {plan.size} px per condition, simulation seed {plan.seed}. "
         "Gain: MMSE RI-PSNR minus hazy-input RI-PSNR (dB). Share: of the same model's gain on "
-        "the reference condition. std / error: mean calibrated std over the RMS error (1 = "
-        "right on average, < 1 overconfident); std and error also as % of the target's range.",
+        "the reference condition. std / error: root-mean-square calibrated std over the RMS "
+        "error of all test pixels (1 = right on average, < 1 overconfident); std and error also "
+        "as % of the target's range (per-image RMS, averaged over images).",
         "",
         "| model | condition | outside the training ranges | input (dB) | MMSE (dB) | gain (dB) "
         "| share | ENCE calibrated | std / error | std (% range) | error (% range) |",

@@ -201,7 +201,8 @@ def model_card(
     config, norm = checkpoint.config, checkpoint.normalization
     history = checkpoint.history
     last_val = f"{history[-1]['val_loss']:.4f} at step {history[-1]['step']}" if history else "n/a"
-    best_val = f"{checkpoint.best_val_loss:.4f}" if checkpoint.best_val_loss is not None else "n/a"
+    best = min(history, key=lambda entry: entry["val_loss"]) if history else None
+    best_val = f"{best['val_loss']:.4f} at step {best['step']}" if best else "n/a"
     calibration = checkpoint.calibration
     lines = [
         *opening_lines(recipe),
@@ -235,7 +236,7 @@ def model_card(
         "| setting | value |",
         "| --- | --- |",
         f"| method | {config.method} |",
-        f"| steps | {checkpoint.step} |",
+        f"| steps | {config.steps} (exported checkpoint: step {checkpoint.step}) |",
         f"| patch size | {config.patch_size} |",
         f"| batch size | {config.batch_size} |",
         f"| learning rate | {config.learning_rate} |",
@@ -255,8 +256,9 @@ def model_card(
             f"Validation loss (the two l1 cycle losses on held-out unpaired patches): last "
             f"{last_val}. The package's"
             if config.method == "cyclegan"
-            else f"Validation loss (flow-matching MSE on held-out patches): best {best_val}, "
-            f"last {last_val}. The package's"
+            else f"Validation loss (flow-matching MSE on held-out patches, every "
+            f"{config.val_every} steps): best {best_val} of the validations up to the exported "
+            f"checkpoint (step {checkpoint.step} of {config.steps}). The package's"
         )
         + " test tensors were produced by `bioimageio.core` from the "
         "packaged weights and `bioimageio.core.test_model` passed on both weight formats at "

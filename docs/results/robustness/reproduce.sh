@@ -28,3 +28,7 @@ fi
     ROBUSTNESS_DATA=microsim=runs/microsim-test bash packaging/build_default_model.sh
 cp runs/robust-model/robustness/robustness.md runs/robust-model/robustness/robustness.json \
     runs/microsim-test/microsim.json "$HERE/"
+
+# 4. the two models compared pair by pair (mean difference, its standard error, wins)
+.venv/bin/python "$HERE/paired_differences.py" runs/robust-model/robustness bundled single-config \
+    "$HERE/paired.json" > "$HERE/paired.md"
