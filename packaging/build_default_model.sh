@@ -19,6 +19,7 @@ set -euo pipefail
 HM="${HM:-.venv/bin/hazematching}"
 PY="${PY:-.venv/bin/python}"
 WORK="${1:-runs/robust-model}"
+BASELINE="${BASELINE:-1}"
 SIMULATION="${SIMULATION---randomize}"
 PAIRS="${PAIRS:-600}"
 SPLIT="${SPLIT:-0.9,0.1,0}"
@@ -52,7 +53,7 @@ train() {
     touch "$WORK/$1/done"
 }
 methods=(hazematching)
-[ "${BASELINE:-1}" = 1 ] && methods+=(unet)
+[ "$BASELINE" = 1 ] && methods+=(unet)
 todo=()
 for method in "${methods[@]}"; do [ -f "$WORK/$method/done" ] || todo+=("$method"); done
 threads=$([ "${#todo[@]}" -gt 1 ] && echo 1 || nproc)
@@ -90,7 +91,7 @@ fi
 # 5. evaluation on the held-out test split: the model as packaged and the U-Net baseline
 [ -f "$WORK/report/methods/reflow.json" ] || $HM evaluate "$WORK/reflow" "$WORK/heldout" \
     --out "$WORK/report" --samples "$SAMPLES" --steps "$STEPS" --figures 3 --no-progress
-[ "${BASELINE:-1}" = 0 ] || [ -f "$WORK/report/methods/unet.json" ] || $HM evaluate \
+[ "$BASELINE" = 0 ] || [ -f "$WORK/report/methods/unet.json" ] || $HM evaluate \
     "$WORK/unet" "$WORK/heldout" --out "$WORK/report" --figures 3 --no-progress
 # the SWD of both over 10 seeds of its own and over 4 samples, to set the difference against
 [ -f "$WORK/report/swd_spread.json" ] || $PY packaging/swd_spread.py "$WORK" \

@@ -216,7 +216,9 @@ def predict_distributed(
         if is_complete(out_dir, name, key, Path(source)):
             result.skipped.append(out_dir / _output_name(out_dir, name))
             done.append(name)
-        elif is_ome_zarr(Path(source)) or (block_model and looks_large(Path(source), blocks)):
+        elif is_ome_zarr(Path(source)) or (
+            block_model is not None and looks_large(Path(source), blocks)
+        ):
             large.append((Path(source), name))
         else:
             future = client.submit(

@@ -329,7 +329,7 @@ def predict(
                 )
             )
     record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
-    if block_model is not None and any(large):
+    if block_model is not None:  # resolved only when some image took the block path
         record["blocks"] = blocks_record(blocks, *block_model, device)
     write_json(out_dir / "predict.json", record)
     return written
