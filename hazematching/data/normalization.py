@@ -1,7 +1,7 @@
 """Per-channel z-score statistics computed on the training images and stored with the model.
 
-The formula (x - mean) / (std + eps) is the one of BioImage.IO's `fixed_zero_mean_unit_variance`
-preprocessing, so an exported package normalises exactly as the library does.
+The formula (x - mean) / (std + eps) is the one of BioImage.IO's `fixed_zero_mean_unit_variance`;
+an exported package applies it inside its sampler (`intensity_kwargs` in `inference/sampling.py`).
 """
 
 from __future__ import annotations
@@ -32,21 +32,31 @@ class Normalization(StrictModel):
         """Statistics over every pixel of the given images (accumulated in float64)."""
         return cls(**_stats("input", inputs), **_stats("target", targets))
 
+    @property
+    def input_scale(self) -> float:
+        """Divisor of the hazy intensities once their mean is subtracted."""
+        return self.input_std + EPS
+
+    @property
+    def target_scale(self) -> float:
+        """Divisor of the clean intensities once their mean is subtracted."""
+        return self.target_std + EPS
+
     def normalize_input(self, image: np.ndarray) -> np.ndarray:
         """Hazy intensities -> network units (float32)."""
-        return ((image - self.input_mean) / (self.input_std + EPS)).astype(np.float32)
+        return ((image - self.input_mean) / self.input_scale).astype(np.float32)
 
     def normalize_target(self, image: np.ndarray) -> np.ndarray:
         """Clean intensities -> network units (float32)."""
-        return ((image - self.target_mean) / (self.target_std + EPS)).astype(np.float32)
+        return ((image - self.target_mean) / self.target_scale).astype(np.float32)
 
     def denormalize_input(self, image: np.ndarray) -> np.ndarray:
         """Network units -> hazy intensities (the inverse of `normalize_input`)."""
-        return (image * (self.input_std + EPS) + self.input_mean).astype(np.float32)
+        return (image * self.input_scale + self.input_mean).astype(np.float32)
 
     def denormalize_target(self, image: np.ndarray, *, is_std: bool = False) -> np.ndarray:
         """Network units -> clean intensities; a standard deviation is only rescaled."""
-        scaled = image * (self.target_std + EPS)
+        scaled = image * self.target_scale
         return (scaled if is_std else scaled + self.target_mean).astype(np.float32)
 
 

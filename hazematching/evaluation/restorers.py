@@ -74,7 +74,7 @@ def _checkpoint_restorer(path: Path, sampling: SamplingConfig, device: str) -> R
         description,
         run,
         model.calibration,
-        model.normalization.target_std + EPS,
+        model.normalization.target_scale,
     )
 
 

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 from ..config import RandomizationConfig, RobustnessPlan, SamplingConfig
-from ..data.normalization import EPS
 from ..errors import HazeMatchingError
 from ..evaluation.report import comparison_markdown, load_records
 from ..evaluation.robustness import robustness_table
@@ -216,7 +215,7 @@ def model_card(
         f"(seed {sampling.seed}); `mmse` is their mean and `std` their standard deviation"
         + (
             f", calibrated as {calibration.std_scale:.4g} x std + "
-            f"{calibration.std_offset * (norm.target_std + EPS):.4g} (target intensities; "
+            f"{calibration.std_offset * norm.target_scale:.4g} (target intensities; "
             f"fitted on {calibration.source or 'validation data'}: expected normalised "
             f"calibration error {calibration.error_before:.3f} before, "
             f"{calibration.error_after:.3f} after)"

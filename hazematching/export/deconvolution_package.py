@@ -25,10 +25,10 @@ from .cover import write_cover
 from .description import (
     INPUT_ID,
     absolute_tolerance,
+    bioimageio_config,
     input_tensor,
     output_tensor,
     recipe_fields,
-    tolerance_config,
 )
 from .description import reference_output as reference
 from .package import (
@@ -158,7 +158,9 @@ def export_richardson_lucy(
                     )
                 ),
                 config=v0_5.Config(
-                    bioimageio=tolerance_config(absolute_tolerance(output)),
+                    bioimageio=bioimageio_config(
+                        absolute_tolerance(output), recipe.package_nickname
+                    ),
                     hazematching={
                         "version": __version__,
                         "method": "richardson-lucy",

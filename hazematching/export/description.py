@@ -1,9 +1,10 @@
 """The BioImage.IO model description (spec 0.5), built from `bioimageio.spec` classes.
 
 One input (batch, channel, y, x), one output whose channels are mmse, std [, samples]: the
-shape QuPath, ilastik and deepImageJ accept. Normalisation is BioImage.IO pre/postprocessing
-(`fixed_zero_mean_unit_variance` and `scale_linear`, both supported by JDLL), so the network
-itself works in z-scores exactly as during training.
+shape QuPath, ilastik and deepImageJ accept. The scripted sampler maps intensities to the
+network's z-scores and back by itself, so the description declares no pre- or postprocessing
+(beyond the `ensure_dtype` bioimageio.spec adds): consumer tools implement those steps unevenly
+(see `inference/sampler.py`), and a model without them gives the same numbers in every tool.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from bioimageio.spec.model import v0_5
 
 from .. import __version__
 from ..config import SamplingConfig
-from ..data.normalization import EPS
 from ..errors import HazeMatchingError
 from ..training.checkpoint import Checkpoint
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
@@ -148,9 +148,15 @@ def recipe_fields(recipe: ExportRecipe, documentation: Path, cover: Path) -> dic
     }
 
 
-def tolerance_config(tolerance: float) -> v0_5.BioimageioConfig:
-    """The reproducibility tolerance of the output (see `absolute_tolerance`)."""
+def bioimageio_config(tolerance: float, nickname: str) -> v0_5.BioimageioConfig:
+    """The reproducibility tolerance of the output (see `absolute_tolerance`) and the nickname.
+
+    JDLL (deepImageJ, Icy) names a spec-0.5 model by its `id` or, before the zoo has assigned
+    one, by `config.bioimageio.nickname`; with neither it fails on the model and leaves it out of
+    its local model list (`ModelDescriptorV05`).
+    """
     return v0_5.BioimageioConfig(
+        nickname=nickname,
         reproducibility_tolerance=[
             v0_5.ReproducibilityTolerance(
                 relative_tolerance=RELATIVE_TOLERANCE,
@@ -158,7 +164,7 @@ def tolerance_config(tolerance: float) -> v0_5.BioimageioConfig:
                 mismatched_elements_per_million=100,
                 output_ids=[OUTPUT_ID],
             )
-        ]
+        ],
     )
 
 
@@ -178,22 +184,14 @@ def build_description(
     """The complete model description; file descriptors hash the files as they are now."""
     norm = checkpoint.normalization
     torch_version = v0_5.Version(str(torch.__version__).split("+")[0])
-    gain = [norm.target_std + EPS] * len(channel_names)
-    offset = [0.0 if name == "std" else norm.target_mean for name in channel_names]
     multiple = checkpoint.config.network.size_multiple
 
     hazy = input_tensor(
         _space_axes_in(multiple, halo),
         files.test_input,
         files.sample_input,
-        "widefield (hazy) image",
-        [
-            v0_5.FixedZeroMeanUnitVarianceDescr(
-                kwargs=v0_5.FixedZeroMeanUnitVarianceKwargs(
-                    mean=norm.input_mean, std=norm.input_std
-                )
-            )
-        ],
+        "widefield (hazy) image, raw intensities",
+        [],
     )
     dehazed = output_tensor(
         channel_names,
@@ -203,13 +201,7 @@ def build_description(
         "channels: "
         + ", ".join(channel_names)
         + " (posterior mean, standard deviation, samples) in target intensities",
-        [
-            v0_5.ScaleLinearDescr(
-                kwargs=v0_5.ScaleLinearAlongAxisKwargs(
-                    axis=v0_5.AxisId("channel"), gain=gain, offset=offset
-                )
-            )
-        ],
+        [],
     )
     weights = v0_5.WeightsDescr(
         pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
@@ -236,10 +228,12 @@ def build_description(
         outputs=[dehazed],
         weights=weights,
         config=v0_5.Config(
-            bioimageio=tolerance_config(tolerance),
-            # the sampler tiles and blends inside the model; deepImageJ's own tiling would cut
-            # the image into blocks sampled independently, with visible seams
-            deepimagej={"allow_tiling": False},
+            bioimageio=bioimageio_config(tolerance, recipe.package_nickname),
+            # The sampler tiles and blends inside the model. JDLL (deepImageJ) with tiling off
+            # leaves axes that have a size step at tile size -1, which its own step check then
+            # rejects (TileCalculator/TileMaker); with tiling on it takes the whole image plus
+            # the halo as one tile where its size rounds to the step, cropping the halo.
+            deepimagej={"allow_tiling": True},
             hazematching={
                 "version": __version__,
                 "training": checkpoint.config.model_dump(mode="json"),

@@ -2,8 +2,10 @@
 
 The package holds two weight formats of the same sampler: TorchScript (the scripted Euler loop
 around the traced network, what Java tools and bioimageio.core run) and a state dict with
-`sampling.py` as architecture. Test outputs are computed by bioimageio.core itself, exactly as
-`test_model` computes them, and the package is only kept if `test_model` says `passed`.
+`sampler.py` as architecture; both take and return intensities, the model's normalisation
+inside. Test outputs are computed by bioimageio.core itself, exactly as `test_model` computes
+them, and the package is only kept if `test_model` says `passed`. Its `rdf.yaml` is written in
+the form the deployed readers open (`bioimage/readers.py`).
 """
 
 from __future__ import annotations
@@ -23,14 +25,20 @@ import torch
 from bioimageio.spec.model import v0_5
 
 from ..bioimage.github import unverified_github_users
+from ..bioimage.readers import rewrite_for_deployed_readers
 from ..config import SamplingConfig
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path, output_file
 from ..inference import sampler as sampler_module
 from ..inference.loader import open_model, trained_model_from
-from ..inference.predict import output_channel_names, predict_planes
-from ..inference.sampling import build_sampler, method_sampling, sampler_kwargs
+from ..inference.predict import output_channel_names
+from ..inference.sampling import (
+    build_sampler,
+    intensity_kwargs,
+    method_sampling,
+    sampler_kwargs,
+)
 from ..training.checkpoint import Checkpoint, load_checkpoint
 from ..training.network import count_parameters, unet_kwargs
 from .card import evaluation_markdown, model_card, robustness_markdown
@@ -159,12 +167,17 @@ def export_package(
             f"size {smallest} (halo {halo}); raise test_size or lower halo",
             source,
         )
-    kwargs = sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration)
+    kwargs = {
+        **sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration),
+        **intensity_kwargs(checkpoint.normalization),
+    }
     evaluation = evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
     robustness = robustness_markdown(recipe.robustness, checkpoint_path)
 
     with export_folder(recipe) as folder:
-        scripted = build_sampler(model, sampling, torch.device("cpu"), channels_last=False)
+        scripted = build_sampler(
+            model, sampling, torch.device("cpu"), channels_last=False, intensities=True
+        )
         scripted.save(str(folder / "sampler_torchscript.pt"))
         state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}
         torch.save(state, folder / "sampler_state_dict.pt")
@@ -172,7 +185,8 @@ def export_package(
         (folder / "environment.yaml").write_text(environment_yaml())
         test_input = hazy[None, None].astype(np.float32)
         input_npy, input_tif = write_tensor(folder, "test_input", test_input)
-        library_output = predict_planes(model, scripted, hazy[None]).stacked()  # (1, C, Y, X)
+        with torch.no_grad():
+            library_output = scripted(torch.from_numpy(test_input)).numpy()  # (1, C, Y, X)
         files = PackageFiles(
             folder=folder,
             test_input=input_npy,
@@ -242,12 +256,14 @@ def export_folder(recipe: ExportRecipe) -> Iterator[Path]:
 
 
 def save_tested_package(descr: v0_5.ModelDescr, out_path: Path) -> None:
-    """Zip the package to `out_path` only if `bioimageio.core.test_model` passes on the zip."""
+    """Zip the package to `out_path`, its `rdf.yaml` in the form deployed readers open, only if
+    `bioimageio.core.test_model` passes on that zip."""
     from bioimageio.core import test_model
     from bioimageio.spec import save_bioimageio_package
 
     with atomic_path(out_path) as tmp_zip:
         save_bioimageio_package(descr, output_path=tmp_zip)
+        rewrite_for_deployed_readers(tmp_zip)
         summary = test_model(tmp_zip)
         if summary.status != "passed":
             raise HazeMatchingError(

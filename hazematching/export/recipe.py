@@ -6,6 +6,7 @@ recipe fails loudly instead of being silently ignored.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field
@@ -18,6 +19,16 @@ PAPER_CITATION = (
     "Ray, A., Ashesh, & Jug, F. (2025). Dehazing Light Microscopy Images with Guided Conditional "
     "Flow Matching: finding a sweet spot between fidelity and realism. arXiv:2506.22397."
 )
+
+
+# lower-case words of letters and digits joined by single hyphens: a zoo resource id, which JDLL
+# also takes as a folder name and splits at "/"
+NICKNAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+
+def nickname_from(name: str) -> str:
+    """A nickname from a model name: lower case, every run of other characters one hyphen."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
 
 
 class Person(StrictModel):
@@ -84,6 +95,13 @@ class ExportRecipe(StrictModel):
         ]
     )
     version: str = "0.1.0"
+    nickname: str | None = Field(
+        None,
+        pattern=NICKNAME_PATTERN,
+        max_length=64,
+        description="`config.bioimageio.nickname`, the name JDLL (deepImageJ, Icy) lists the "
+        "package by until the zoo assigns an id; default: derived from `name`",
+    )
     sampling: SamplingConfig | None = Field(
         None,
         description="sampling baked into the package (a `[sampling]` table); None: the defaults "
@@ -112,6 +130,11 @@ class ExportRecipe(StrictModel):
         "go into the model card (relative to the recipe)",
     )
     card: CardText = CardText()
+
+    @property
+    def package_nickname(self) -> str:
+        """The nickname the package carries: `nickname`, or one derived from `name`."""
+        return self.nickname or nickname_from(self.name)
 
 
 def default_recipe() -> ExportRecipe:

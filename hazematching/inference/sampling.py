@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import SamplingConfig, TrainConfig
+from ..data.normalization import Normalization
 from ..errors import CalibrationMismatch, HazeMatchingError
 from ..training.network import trace_velocity
 from ..uncertainty.calibration import Calibration
@@ -65,6 +66,21 @@ def sampler_kwargs(
     }
 
 
+def intensity_kwargs(normalization: Normalization) -> dict[str, float]:
+    """`EulerSampler` arguments that map intensities in and out with a model's normalisation.
+
+    A package's sampler carries them, so it takes and returns intensities by itself (see the
+    module docstring of `sampler.py`); the library's sampler keeps the identity maps and
+    normalises outside.
+    """
+    return {
+        "input_offset": normalization.input_mean,
+        "input_scale": normalization.input_scale,
+        "output_offset": normalization.target_mean,
+        "output_scale": normalization.target_scale,
+    }
+
+
 class ChannelsLast(nn.Module):
     """The velocity network on channels_last weights and inputs.
 
@@ -88,6 +104,7 @@ def build_sampler(
     *,
     calibrated: bool = True,
     channels_last: bool = True,
+    intensities: bool = False,
 ) -> torch.jit.ScriptModule:
     """The scripted sampler around the traced EMA network, on `device`.
 
@@ -95,7 +112,8 @@ def build_sampler(
     (which fitting a calibration needs); a `CalibrationMismatch` warning says when the sampling
     differs from the one the calibration was fitted at. On CPU the network runs channels_last
     (faster) unless `channels_last` is False, as for packages, whose sampler stays in the default
-    layout that every consumer and the state-dict weights share.
+    layout that every consumer and the state-dict weights share. With `intensities` it takes and
+    returns intensities, the model's normalisation inside (`intensity_kwargs`), as packages do.
     """
     sampling = method_sampling(model.config, sampling, model.calibration)
     calibration = model.calibration if calibrated else None
@@ -110,6 +128,7 @@ def build_sampler(
                 ChannelsLast(model.velocity) if fast else model.velocity, model.config.patch_size
             ),
             **sampler_kwargs(model.config, sampling, calibration),
+            **(intensity_kwargs(model.normalization) if intensities else {}),
         )
     except ValueError as error:
         raise HazeMatchingError(str(error)) from error
@@ -141,7 +160,7 @@ def run_with_progress(
     test checks that the result agrees with the scripted call bit for bit.
     """
     height, width = hazy.shape[-2], hazy.shape[-1]
-    guide = sampler.pad(hazy)
+    guide = sampler.pad(sampler.to_network(hazy))
     mean = torch.zeros_like(guide)
     m2 = torch.zeros_like(guide)
     kept: list[Tensor] = []

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from ..config import SamplingConfig
 from ..data.dataset import load_pairs, split_folder
-from ..data.normalization import EPS
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
 from ..inference.loader import open_model, trained_model_from
@@ -68,7 +67,7 @@ def calibrate(
     pairs = load_pairs(folder)
     model = trained_model_from(checkpoint, path)
     sampler = build_sampler(model, sampling, resolve_device(device), calibrated=False)
-    unit = checkpoint.normalization.target_std + EPS
+    unit = checkpoint.normalization.target_scale
     stds, errors = [], []
     with torch.no_grad():
         for hazy, target in tqdm(
