@@ -27,11 +27,15 @@ NAME=hazematching-simulated
 ZOO="model_zoo/$NAME"
 mkdir -p "$WORK"
 
-# 1. data: training pairs (with their own val split for checkpoint selection) and held-out pairs
-#    of another seed: 20 to calibrate on, 20 to report on (the 10 'train' pairs are unused)
+# 1. data: training pairs (with their own val split for checkpoint selection; only while a
+#    training stage is still to run) and held-out pairs of another seed: 20 to calibrate on, 20
+#    to report on (the 10 'train' pairs are unused)
+trained() {
+    [ -f "$WORK/reflow/done" ] && { [ "$BASELINE" = 0 ] || [ -f "$WORK/unet/done" ]; }
+}
 # shellcheck disable=SC2086  # SIMULATION holds zero or more options
-[ -d "$WORK/data" ] || $HM simulate "$WORK/data" --pairs "$PAIRS" --size 128 --seed 7 \
-    --split "$SPLIT" $SIMULATION --no-progress
+[ -d "$WORK/data" ] || trained || $HM simulate "$WORK/data" --pairs "$PAIRS" --size 128 \
+    --seed 7 --split "$SPLIT" $SIMULATION --no-progress
 # shellcheck disable=SC2086
 [ -d "$WORK/heldout" ] || $HM simulate "$WORK/heldout" --pairs 50 --size 128 --seed 101 \
     --split 0.2,0.4,0.4 $SIMULATION --no-progress

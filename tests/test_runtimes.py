@@ -3,10 +3,10 @@
 Opt-in (`-m runtimes`): they need a C++ compiler, or a second Python environment with torch 2.0
 (the libtorch version JDLL ships to deepImageJ and Icy). See tools/README.md.
 
-Java tools run the package's pre- and postprocessing themselves and only hand the normalised
-tensor to libtorch, so these tests do the same: fixed_zero_mean_unit_variance on the test input,
-the raw TorchScript forward in the other runtime, scale_linear on its output, and a comparison
-with the package's test output within the package's own tolerance.
+Java tools run a package's pre- and postprocessing themselves and only hand tensors to libtorch.
+Our packages map intensities inside the TorchScript and declare no processing (but the
+`ensure_dtype` bioimageio.spec adds), so the raw forward in the other runtime must reproduce the
+package's test output within the package's own tolerance.
 """
 
 from __future__ import annotations
@@ -53,25 +53,18 @@ def unpacked(
     return folder / "pkg"
 
 
-def _normalised_input(folder: Path) -> tuple[Path, dict]:
+def _test_input(folder: Path) -> tuple[Path, dict]:
+    """The package's test input and description; it declares no processing a runtime must do."""
     rdf = yaml.safe_load((folder / "rdf.yaml").read_text())
-    hazy = rdf["inputs"][0]
-    x = np.load(folder / hazy["test_tensor"]["source"]).astype(np.float32)
-    for step in hazy["preprocessing"]:
-        if step["id"] == "fixed_zero_mean_unit_variance":
-            k = step["kwargs"]
-            x = ((x - k["mean"]) / (k["std"] + 1e-6)).astype(np.float32)
-    np.save(folder / "normalised_input.npy", x)
-    return folder / "normalised_input.npy", rdf
+    hazy, dehazed = rdf["inputs"][0], rdf["outputs"][0]
+    steps = [p["id"] for p in hazy["preprocessing"] + dehazed["postprocessing"]]
+    assert set(steps) <= {"ensure_dtype"}, steps
+    return folder / hazy["test_tensor"]["source"], rdf
 
 
-def _postprocess_and_compare(raw: np.ndarray, folder: Path, rdf: dict) -> float:
-    out = rdf["outputs"][0]
-    k = next(p["kwargs"] for p in out["postprocessing"] if p["id"] == "scale_linear")
-    gain = np.asarray(k["gain"], np.float32)[None, :, None, None]
-    offset = np.asarray(k["offset"], np.float32)[None, :, None, None]
-    result = raw * gain + offset
-    expected = np.load(folder / out["test_tensor"]["source"])
+def _compare(result: np.ndarray, folder: Path, rdf: dict) -> float:
+    """Max |difference| to the test output, which must hold within the package's tolerance."""
+    expected = np.load(folder / rdf["outputs"][0]["test_tensor"]["source"])
     tolerance = rdf["config"]["bioimageio"]["reproducibility_tolerance"][0]
     limit = tolerance["absolute_tolerance"] + tolerance["relative_tolerance"] * np.abs(expected)
     assert (np.abs(result - expected) <= limit).all()
@@ -136,7 +129,7 @@ def test_cpp_libtorch_program_reproduces_the_test_output(
 ) -> None:
     exe = tmp_path / "torchscript_runner"
     version = _build_runner(python, exe)
-    tensor, rdf = _normalised_input(unpacked)
+    tensor, rdf = _test_input(unpacked)
     model = unpacked / rdf["weights"]["torchscript"]["source"]
     done = subprocess.run(
         [str(exe), str(model), str(tensor), str(tmp_path / "out.npy")],
@@ -148,13 +141,13 @@ def test_cpp_libtorch_program_reproduces_the_test_output(
     raw = np.load(tmp_path / "out.npy")
     if python == sys.executable:  # the same libtorch as this Python: bit for bit
         np.testing.assert_array_equal(raw, _python_reference(unpacked, rdf, tensor))
-    diff = _postprocess_and_compare(raw, unpacked, rdf)
+    diff = _compare(raw, unpacked, rdf)
     print(f"C++ against libtorch {version} ({done.stdout.strip()}): max |diff| {diff}")
 
 
 @pytest.mark.skipif(TORCH20_PYTHON is None, reason="set HAZEMATCHING_TORCH20_PYTHON")
 def test_torch_2_0_reproduces_the_test_output(unpacked: Path, tmp_path: Path) -> None:
-    tensor, rdf = _normalised_input(unpacked)
+    tensor, rdf = _test_input(unpacked)
     model = unpacked / rdf["weights"]["torchscript"]["source"]
     script = (
         "import sys, numpy as np, torch\n"
@@ -174,7 +167,7 @@ def test_torch_2_0_reproduces_the_test_output(unpacked: Path, tmp_path: Path) ->
     assert done.stdout.strip().startswith("2.0")
     raw = np.load(tmp_path / "out.npy")
     same = np.array_equal(raw, _python_reference(unpacked, rdf, tensor))
-    diff = _postprocess_and_compare(raw, unpacked, rdf)
+    diff = _compare(raw, unpacked, rdf)
     raw_diff = np.abs(raw - _python_reference(unpacked, rdf, tensor)).max()
     print(
         f"torch {done.stdout.strip()}: bit-identical {same} (raw max |diff| {raw_diff:.3g}), "

@@ -7,6 +7,8 @@ model path, against:
   pre/postprocessing that JDLL implements, sample input equal to the test input, and an output
   that reproduces the test output within 1.5e-4 + 1e-4 |x| without any seeding (deepImageJ's
   own check, which never seeds);
+- the readers in use, as their code reads `rdf.yaml` (`reader_rules.py`): plain documentation
+  and cover paths, an id or nickname, spec 0.5.10, processing that JDLL and QuPath apply right;
 - zoo upload rules that can be checked offline: no `id`, a README with `## Validation`, covers
   under 500 KB, an SPDX licence, maintainers, tags (maintainers' GitHub accounts are looked up
   when GitHub can be reached and reported as not verified otherwise);
@@ -20,7 +22,6 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ import torch
 
 from ..bioimage.github import package_github_users, unverified_github_users, verify_github_user
 from ..bioimage.internals import is_spdx_license
-from ..bioimage.layout import PACKAGE_DESCRIPTION
+from ..bioimage.layout import PACKAGE_DESCRIPTION, read_raw_description
 from ..bioimage.reading import read_description
 from ..errors import HazeMatchingError
+from .reader_rules import reader_rules
+from .rules import RuleResult
 
 JDLL_PROCESSING = {
     "binarize",
@@ -49,15 +52,6 @@ SPACE_AXES = {"x", "y", "z"}
 DEEPIMAGEJ_ATOL, DEEPIMAGEJ_RTOL = 1.5e-4, 1e-4
 COVER_LIMIT = 500 * 1024
 UNSEEDED_STATE = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """One rule: its name, whether it holds, and what was found."""
-
-    rule: str
-    passed: bool
-    detail: str
 
 
 @contextmanager
@@ -278,5 +272,6 @@ def _check(path: Path) -> list[RuleResult]:
                 )
             )
         results += _consumer_rules(descr, folder)
+        results += reader_rules(read_raw_description(folder) or {}, folder / PACKAGE_DESCRIPTION)
         results += _zoo_rules(descr, folder)
     return results

@@ -11,8 +11,13 @@ to an image at t = 1 with T Euler steps, for K samples per image, and returns th
 the channel axis. The very same scripted module is what `hazematching predict` runs on a
 checkpoint and what the exported BioImage.IO package contains, so both give the same numbers.
 
-Inputs and outputs are in normalised units (z-scores of the training statistics); mapping from
-and to intensities happens outside, as BioImage.IO pre- and postprocessing does.
+Units. The network works in normalised units (z-scores of the training statistics). The library
+normalises outside and builds the sampler with identity intensity maps; an exported package holds
+its model's normalisation inside (`input_offset`/`input_scale` in, `output_offset`/`output_scale`
+out), so it takes and returns intensities with no BioImage.IO pre- or postprocessing. Consumer
+tools apply those steps unevenly: JDLL (deepImageJ, Icy) gives every channel of a per-channel
+`scale_linear` the first channel's gain and offset, and QuPath skips
+`fixed_zero_mean_unit_variance`; a model that maps its own units runs the same everywhere.
 
 Noise. The starting noise must be the same on every device and torch version (CPU, CUDA,
 libtorch 2.0 inside Java tools) and must not touch any global random generator, because model
@@ -125,6 +130,9 @@ class EulerSampler(nn.Module):
         overlap: pixels (at least) shared by neighbouring tiles, blended with linear ramps.
         std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
         keep_samples: append the K samples after the mean and std channels.
+        input_offset, input_scale: the network sees (hazy - input_offset) / input_scale.
+        output_offset, output_scale: mean and samples leave as x * output_scale + output_offset,
+            the std as std * output_scale (identity maps, the defaults, keep network units).
         start_input, start_noise: the start state is x_0 = start_input * hazy + start_noise *
             noise; (0, 1) for HazeMatching, (1, sigma) for InDI, (1, 0) for the U-Net.
     """
@@ -141,6 +149,10 @@ class EulerSampler(nn.Module):
     keep_samples: bool
     start_input: float
     start_noise: float
+    input_offset: float
+    input_scale: float
+    output_offset: float
+    output_scale: float
 
     def __init__(
         self,
@@ -158,6 +170,10 @@ class EulerSampler(nn.Module):
         keep_samples: bool = False,
         start_input: float = 0.0,
         start_noise: float = 1.0,
+        input_offset: float = 0.0,
+        input_scale: float = 1.0,
+        output_offset: float = 0.0,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if steps < 1 or samples < 1 or batch_size < 1 or size_multiple < 1:
@@ -180,11 +196,20 @@ class EulerSampler(nn.Module):
         self.keep_samples = keep_samples
         self.start_input = start_input
         self.start_noise = start_noise
+        self.input_offset = input_offset
+        self.input_scale = input_scale
+        self.output_offset = output_offset
+        self.output_scale = output_scale
 
     @property
     def output_channels(self) -> int:
         """Channels of the output: mean, std and, if kept, one per sample."""
         return 2 + (self.samples if self.keep_samples else 0)
+
+    @torch.jit.export
+    def to_network(self, hazy: Tensor) -> Tensor:
+        """Hazy intensities -> the network's units (the identity for the library's sampler)."""
+        return (hazy - self.input_offset) / self.input_scale
 
     @torch.jit.export
     def pad(self, hazy: Tensor) -> Tensor:
@@ -348,18 +373,19 @@ class EulerSampler(nn.Module):
     def summarize(
         self, mean: Tensor, m2: Tensor, kept: list[Tensor], height: int, width: int
     ) -> Tensor:
-        """Stack mean, calibrated std (unbiased; 0 for K = 1) and kept samples; crop the padding."""
+        """Stack mean, calibrated std (unbiased; 0 for K = 1) and kept samples in output units;
+        crop the padding."""
         if self.samples > 1:
             std = torch.sqrt(torch.clamp(m2, min=0.0) / float(self.samples - 1))
         else:
             std = torch.zeros_like(mean)
-        std = std * self.std_scale + self.std_offset
-        channels = [mean, std]
-        channels.extend(kept)
+        std = (std * self.std_scale + self.std_offset) * self.output_scale
+        channels = [mean * self.output_scale + self.output_offset, std]
+        channels.extend([x * self.output_scale + self.output_offset for x in kept])
         return torch.cat(channels, dim=1)[:, :, :height, :width]
 
     def forward(self, hazy: Tensor) -> Tensor:
-        """(B, 1, H, W) normalised hazy images -> (B, 2 [+K], H, W): mean, std [, samples]."""
+        """(B, 1, H, W) hazy images -> (B, 2 [+K], H, W): mean, std [, samples]."""
         return self.sample_at(hazy, 0, 0)
 
     @torch.jit.export
@@ -370,7 +396,7 @@ class EulerSampler(nn.Module):
         of one image start alike where they overlap (block-wise prediction of large images).
         """
         height, width = hazy.shape[-2], hazy.shape[-1]
-        guide = self.pad(hazy)
+        guide = self.pad(self.to_network(hazy))
         mean = torch.zeros_like(guide)
         m2 = torch.zeros_like(guide)
         kept: list[Tensor] = []
