@@ -21,7 +21,9 @@ import torch
 from torch import Tensor, nn
 from typer.testing import CliRunner, Result
 
+from hazematching.bioimage.layout import read_raw_description
 from hazematching.config import NetworkConfig, SamplingConfig, TrainConfig
+from hazematching.export.reader_rules import reader_rules
 from hazematching.inference.sampler import VelocityNet
 from hazematching.training.network import build_velocity_net
 
@@ -30,6 +32,13 @@ EXE = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazemat
 #: Sampling of the evaluation tests: enough samples for a std, few steps for speed.
 EVAL_SAMPLING = SamplingConfig(samples=3, steps=2, seed=0)
 TINY_NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2, 2, 2), attention_downsample=())
+
+
+def failed_reader_rules(package: Path) -> list[str]:
+    """The deployed-reader rules of `check` that a package breaks, with what was found."""
+    rdf = read_raw_description(package)
+    assert rdf is not None, package
+    return [f"{r.rule}: {r.detail}" for r in reader_rules(rdf, package) if not r.passed]
 
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from hazematching.inference.predict import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.training.flow import GuidedFlowMatching
 from hazematching.training.loop import TrainResult, train
-from tests.helpers import LinearField, RecordingField, tiny_train_config
+from tests.helpers import LinearField, RecordingField, failed_reader_rules, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_indi_one_and_many_steps(indi_run: TrainResult, sim_dir: Path) -> None:
 def test_unet_exports_and_passes(unet_run: TrainResult, tmp_path: Path) -> None:
     recipe = default_recipe().model_copy(update={"test_size": 32})
     result = export_package(unet_run.best, tmp_path / "unet.zip", recipe)
-    assert result.status == "passed"
+    assert result.status == "passed" and failed_reader_rules(result.path) == []
     import zipfile
 
     with zipfile.ZipFile(result.path) as archive:

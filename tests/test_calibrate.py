@@ -76,7 +76,7 @@ def test_export_carries_the_calibrated_std(calibrated, sim_dir: Path, tmp_path: 
     result = export_package(path, tmp_path / "model.zip", recipe)
     with zipfile.ZipFile(result.path) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
-        card = archive.read(rdf["documentation"]["source"]).decode()
+        card = archive.read(rdf["documentation"]).decode()
     stored = rdf["config"]["hazematching"]["calibration"]
     assert stored["std_scale"] == 1.5
     assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["std_scale"] == 1.5

@@ -141,7 +141,7 @@ def test_unsupported_postprocessing_is_named(package: Path, tmp_path: Path) -> N
 
 def test_missing_cover_is_named(package: Path, tmp_path: Path) -> None:
     folder, rdf = _unpack(package, tmp_path)
-    (folder / rdf["covers"][0]["source"]).unlink()
+    (folder / rdf["covers"][0]).unlink()
     rdf["covers"] = []
     (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
     assert "cover under 500 KB" in _failed(folder)

@@ -24,6 +24,7 @@ from hazematching.training.richardson_lucy import (
     load_richardson_lucy,
     read_psf,
 )
+from tests.helpers import failed_reader_rules
 
 
 def _gaussian_psf(size: int = 15, sigma: float = 2.0) -> np.ndarray:
@@ -102,6 +103,7 @@ def test_export_passes_bioimageio_and_matches_the_library(sim_dir: Path, tmp_pat
     recipe = default_recipe().model_copy(update={"test_size": 32, "card": card})
     result = export_richardson_lucy(tmp_path / "rl", tmp_path / "rl.zip", recipe)
     assert result.status == "passed" and test_model(result.path).status == "passed"
+    assert failed_reader_rules(result.path) == []
     with zipfile.ZipFile(result.path) as archive:
         assert "Measured on our own pairs." in archive.read("README.md").decode()
     model = load_richardson_lucy(tmp_path / "rl")

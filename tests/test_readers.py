@@ -4,7 +4,8 @@ The first tests run by default: what bioimageio.spec writes is what `for_deploye
 expects (so a spec that writes otherwise fails here), the adaptation refuses forms it does not
 know, and `check`'s reader rules catch each thing the readers refuse.
 
-The tests marked `readers` open the bundled package and a fresh export in the readers' own
+The tests marked `readers` open the bundled package, a fresh export and a Richardson-Lucy
+package (the other kinds share the fresh export's sampler and description) in the readers' own
 environments (`tools/reader_envs.sh` builds them; see tools/README.md): bioimageio.core 0.10.4 +
 spec 0.5.10.2 + torch 2.5.1 (the bioimage.io website's test-run), bioimageio.core 0.10.2 + torch
 2.7.1 (ilastik) and bioimageio.spec 0.5.14.3 (the zoo's newest validator). Each is skipped
@@ -29,11 +30,14 @@ from hazematching.bioimage.readers import (
     for_deployed_readers,
 )
 from hazematching.config import SamplingConfig
+from hazematching.data.simulate import PSF_FILE
+from hazematching.export.deconvolution_package import export_richardson_lucy
 from hazematching.export.package import ExportResult, export_package
 from hazematching.export.reader_rules import BIOENGINE_PYTHON, reader_rules
 from hazematching.export.recipe import default_recipe
 from hazematching.inference.bundled import bundled_model
 from hazematching.training.loop import TrainResult
+from hazematching.training.richardson_lucy import fit_richardson_lucy
 
 RECIPE = default_recipe().model_copy(
     update={"sampling": SamplingConfig(samples=2, steps=2), "test_size": 32}
@@ -156,30 +160,47 @@ def _probe(python: str, package: Path, run_tests: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _packages(package: ExportResult) -> dict[str, Path]:
-    return {"bundled": bundled_model() / "rdf.yaml", "fresh export": package.path}
+@pytest.fixture(scope="module")
+def richardson_lucy(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Richardson-Lucy package: the one kind whose package is built apart from the sampler's."""
+    folder = tmp_path_factory.mktemp("rl")
+    fit_richardson_lucy(
+        sim_dir / PSF_FILE, sim_dir, folder / "rl", max_iterations=2, progress=False
+    )
+    recipe = default_recipe().model_copy(update={"test_size": 32})  # deterministic: no sampling
+    return export_richardson_lucy(folder / "rl", folder / "rl.zip", recipe).path
+
+
+def _packages(package: ExportResult, richardson_lucy: Path) -> dict[str, Path]:
+    return {
+        "bundled": bundled_model() / "rdf.yaml",
+        "fresh export": package.path,
+        "richardson-lucy": richardson_lucy,
+    }
 
 
 @pytest.mark.readers
 @pytest.mark.parametrize("reader", ["bioengine", "ilastik"])
-def test_bioimageio_core_010_opens_and_passes_both_packages(
-    package: ExportResult, reader: str
+def test_bioimageio_core_010_opens_and_passes_the_packages(
+    package: ExportResult, richardson_lucy: Path, reader: str
 ) -> None:
     python = READERS[reader]
     if python is None:
         pytest.skip(f"set the variable of the {reader} environment (tools/reader_envs.sh)")
-    for name, path in _packages(package).items():
+    for name, path in _packages(package, richardson_lucy).items():
         report = _probe(python, path, run_tests=True)
         assert report["core"].startswith("0.10."), report
         assert report["valid"] and report["test_model"] == "passed", (name, report)
 
 
 @pytest.mark.readers
-def test_the_newest_spec_validates_both_packages(package: ExportResult) -> None:
+def test_the_newest_spec_validates_the_packages(
+    package: ExportResult, richardson_lucy: Path
+) -> None:
     python = READERS["spec-newest"]
     if python is None:
         pytest.skip("set HAZEMATCHING_SPEC_NEWEST_PYTHON (tools/reader_envs.sh)")
-    for name, path in _packages(package).items():
+    for name, path in _packages(package, richardson_lucy).items():
         report = _probe(python, path, run_tests=False)
         assert report["spec"] == "0.5.14.3" and report["valid"], (name, report)
 
