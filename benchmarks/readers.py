@@ -60,7 +60,7 @@ def probe(python: str, package: Path) -> dict:
     """The reader's report on `package`, with the seconds it took."""
     start = time.perf_counter()
     done = subprocess.run(
-        [python, reader_probe.__file__, str(package), "--test"],
+        [python, "-I", reader_probe.__file__, str(package), "--test"],
         capture_output=True,
         text=True,
         timeout=1800,

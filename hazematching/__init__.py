@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public name -> module that defines it. Modules are imported on first use, so that
 # `import hazematching` and the command line start without loading torch or bioimageio.

@@ -126,3 +126,4 @@ def test_unet_exports_and_passes(unet_run: TrainResult, tmp_path: Path) -> None:
         0.0,
     )
     assert "point predictor" in card
+    assert rdf["config"]["bioimageio"]["nickname"] == "hazematching-dehazing-unet"

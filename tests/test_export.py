@@ -76,7 +76,7 @@ def test_description_contents(unpacked: Path, trained: TrainResult) -> None:
     # the form deployed readers open (bioimage/readers.py), and the nickname JDLL lists it by
     assert rdf["format_version"] == "0.5.10"
     assert rdf["documentation"] == "README.md" and rdf["covers"] == ["cover.png"]
-    assert rdf["config"]["bioimageio"]["nickname"] == "hazematching-dehazing"
+    assert rdf["config"]["bioimageio"]["nickname"] == "hazematching-dehazing"  # kind: in the name
     weights = rdf["weights"]
     assert weights["torchscript"]["parent"] == "pytorch_state_dict"
     assert weights["torchscript"]["pytorch_version"]
@@ -134,7 +134,8 @@ def test_plain_torchscript_runs_other_size_and_batch(unpacked: Path) -> None:
         both = sampler(images)
         second = sampler(images[1:])
     assert both.shape == (2, 2, 48, 40) and torch.isfinite(both).all()
-    torch.testing.assert_close(both[1:], second, rtol=1e-5, atol=1e-5)
+    # in intensities: the absolute tolerance scales with the output
+    torch.testing.assert_close(both[1:], second, rtol=1e-5, atol=1e-5 * float(both.abs().max()))
 
 
 def test_package_matches_checkpoint_prediction(

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+import ruyaml
 import yaml
 
 from hazematching.bioimage import reader_probe
@@ -28,13 +31,15 @@ from hazematching.bioimage.readers import (
     READERS_FORMAT_VERSION,
     UnexpectedSpecOutput,
     for_deployed_readers,
+    readers_yaml,
+    rewrite_for_deployed_readers,
 )
 from hazematching.config import SamplingConfig
 from hazematching.data.simulate import PSF_FILE
 from hazematching.export.deconvolution_package import export_richardson_lucy
 from hazematching.export.package import ExportResult, export_package
 from hazematching.export.reader_rules import BIOENGINE_PYTHON, reader_rules
-from hazematching.export.recipe import default_recipe
+from hazematching.export.recipe import NICKNAME_PATTERN, default_recipe, nickname_from
 from hazematching.inference.bundled import bundled_model
 from hazematching.training.loop import TrainResult
 from hazematching.training.richardson_lucy import fit_richardson_lucy
@@ -69,6 +74,32 @@ def _raw(package: Path) -> dict:
         return yaml.safe_load(archive.read("rdf.yaml"))
 
 
+def test_the_rewrite_changes_rdf_yaml_only_and_reads_back_in_both_yaml_versions(
+    as_spec_writes: Path, tmp_path: Path
+) -> None:
+    rewritten = tmp_path / "rewritten.zip"
+    shutil.copyfile(as_spec_writes, rewritten)
+    rewrite_for_deployed_readers(rewritten)
+    with zipfile.ZipFile(as_spec_writes) as before, zipfile.ZipFile(rewritten) as after:
+        assert before.namelist() == after.namelist()
+        for name in before.namelist():
+            if name != "rdf.yaml":
+                assert before.read(name) == after.read(name), name
+        text = after.read("rdf.yaml").decode()
+        written = ruyaml.YAML(typ="safe", pure=True).load(before.read("rdf.yaml").decode())
+    adapted = for_deployed_readers(written)
+    assert yaml.safe_load(text) == adapted  # YAML 1.1: PyYAML, SnakeYAML in the Java readers
+    assert ruyaml.YAML(typ="safe", pure=True).load(text) == adapted  # 1.2: bioimageio.spec
+
+
+def test_strings_yaml_versions_read_otherwise_are_quoted() -> None:
+    tricky = {"tag": "no", "lr": 5e-05, "looks_like_a_number": "1e3", "ratio": "1:20"}
+    text = readers_yaml(tricky)
+    assert yaml.safe_load(text) == tricky
+    assert ruyaml.YAML(typ="safe", pure=True).load(text) == tricky
+    assert "'no'" in text and "'1e3'" in text
+
+
 def test_bioimageio_spec_still_writes_what_the_adaptation_expects(as_spec_writes: Path) -> None:
     """Fails when a new bioimageio.spec writes these fields otherwise: revisit readers.py."""
     import bioimageio.spec
@@ -82,8 +113,7 @@ def test_bioimageio_spec_still_writes_what_the_adaptation_expects(as_spec_writes
     assert adapted["documentation"] == written["documentation"]["source"] == "README.md"
     assert adapted["covers"] == ["cover.png"]
     assert adapted["format_version"] == READERS_FORMAT_VERSION
-    unchanged = {k for k in written if k not in {"documentation", "covers", "format_version"}}
-    assert all(adapted[k] == written[k] for k in unchanged)
+    assert adapted.keys() == written.keys()
 
 
 def test_the_export_is_adapted_and_still_valid_in_this_spec(package: ExportResult) -> None:
@@ -116,6 +146,16 @@ def test_the_adaptation_refuses_forms_it_does_not_know(
 
 def _failed(rdf: dict, package: Path) -> set[str]:
     return {r.rule for r in reader_rules(rdf, package) if not r.passed}
+
+
+def test_nicknames_follow_the_name_and_the_kind() -> None:
+    assert nickname_from("HazeMatching dehazing", "unet") == "hazematching-dehazing-unet"
+    assert nickname_from("HazeMatching dehazing", "hazematching") == "hazematching-dehazing"
+    assert nickname_from("##", "") == "model"
+    long = nickname_from("A very long model name " * 6, "richardson-lucy")
+    assert len(long) <= 64 and re.fullmatch(NICKNAME_PATTERN, long) and long.startswith("a-very")
+    with pytest.raises(ValueError, match="nickname"):
+        RECIPE.model_validate({**RECIPE.model_dump(), "nickname": "Not Valid"})
 
 
 def test_reader_rules_pass_the_export_and_name_what_each_reader_refuses(
@@ -154,7 +194,7 @@ def test_reader_rules_pass_the_export_and_name_what_each_reader_refuses(
 
 
 def _probe(python: str, package: Path, run_tests: bool) -> dict:
-    args = [python, reader_probe.__file__, str(package)] + (["--test"] if run_tests else [])
+    args = [python, "-I", reader_probe.__file__, str(package)] + (["--test"] if run_tests else [])
     done = subprocess.run(args, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

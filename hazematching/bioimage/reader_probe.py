@@ -1,9 +1,9 @@
 """Open a package with the bioimageio.spec (and bioimageio.core) of the Python that runs this file.
 
 Run by path in another environment, one holding a deployed reader's versions, so it imports
-nothing of HazeMatching:
+nothing of HazeMatching (`-I` keeps this file's folder off the import path):
 
-    python reader_probe.py PACKAGE [--test]
+    python -I reader_probe.py PACKAGE [--test]
 
 It prints one JSON object: the versions found, whether the description is valid (with the
 reader's first errors if not) and, with --test and bioimageio.core present, the status of
@@ -15,17 +15,18 @@ import sys
 
 
 def _errors(summary: object) -> list[str]:
-    """The first errors of a validation summary, as `check: location: message` lines."""
+    """What a validation summary refused: per failed check, each top-level field with its first
+    error (`check: field.location: message`), or the check's name when it lists no error."""
     found = []
     for detail in getattr(summary, "details", []):
         if detail.status == "passed":
             continue
-        for error in list(getattr(detail, "errors", []))[:3]:
-            location = ".".join(str(part) for part in getattr(error, "loc", ()))
-            found.append(f"{detail.name}: {location}: {error.msg}"[:300])
-        if not getattr(detail, "errors", None):
-            found.append(str(detail.name))
-    return found[:6]
+        fields: dict[str, str] = {}
+        for error in getattr(detail, "errors", None) or []:
+            location = [str(part) for part in getattr(error, "loc", ())] or ["?"]
+            fields.setdefault(location[0], f"{'.'.join(location)}: {error.msg}"[:200])
+        found += [f"{detail.name}: {line}" for line in fields.values()] or [str(detail.name)]
+    return found[:8]
 
 
 def probe(package: str, run_tests: bool) -> dict:

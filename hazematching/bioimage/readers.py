@@ -19,14 +19,21 @@ newer than that format (spec 0.5.10.2 validates them and bioimageio.core 0.10.4 
 No option of `save_bioimageio_package` writes this form, so the written description is adapted
 here. The adaptation is strict: a form of these fields it does not know is an error, so a
 bioimageio.spec that changes what it writes fails the export loudly, not silently.
+
+YAML. bioimageio.spec writes and reads YAML 1.2; PyYAML and the Java readers' SnakeYAML read
+YAML 1.1, where `no` is false and `1e3` a string. The description is read as YAML 1.2, every
+string either version would take for something else is written quoted, and the text is refused
+unless both versions read it back as the very description.
 """
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import ruyaml
 import yaml
 
 from ..errors import HazeMatchingError
@@ -78,6 +85,44 @@ def _plain_path(entry: object, field: str) -> str:
     )
 
 
+def _load_yaml_1_2(text: str) -> Any:
+    """YAML as bioimageio.spec reads it (version 1.2)."""
+    return ruyaml.YAML(typ="safe", pure=True).load(io.StringIO(text))
+
+
+def _read_as_other_type(value: str) -> bool:
+    """Whether a YAML 1.1 or 1.2 reader would take the plain scalar `value` for something else."""
+    try:
+        return yaml.safe_load(value) != value or _load_yaml_1_2(value) != value
+    except (yaml.YAMLError, ruyaml.YAMLError):
+        return True
+
+
+class _BothVersionsDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting the strings that YAML 1.1 or 1.2 would read otherwise."""
+
+
+_BothVersionsDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="'" if _read_as_other_type(value) else None
+    ),
+)
+
+
+def readers_yaml(rdf: dict[str, Any]) -> str:
+    """`rdf` as YAML that YAML 1.1 and 1.2 readers both read back as `rdf`."""
+    text = yaml.dump(
+        rdf, Dumper=_BothVersionsDumper, sort_keys=False, allow_unicode=True, width=100
+    )
+    if yaml.safe_load(text) != rdf or _load_yaml_1_2(text) != rdf:
+        raise UnexpectedSpecOutput(
+            "the description does not read back the same in YAML 1.1 and 1.2; "
+            "see hazematching/bioimage/readers.py"
+        )
+    return text
+
+
 def rewrite_for_deployed_readers(package: Path) -> None:
     """Replace the `rdf.yaml` of a zipped package by `for_deployed_readers` of it.
 
@@ -85,10 +130,8 @@ def rewrite_for_deployed_readers(package: Path) -> None:
     """
     package = Path(package)
     with zipfile.ZipFile(package) as source:
-        rdf = yaml.safe_load(source.read(PACKAGE_DESCRIPTION))
-        text = yaml.safe_dump(
-            for_deployed_readers(rdf), sort_keys=False, allow_unicode=True, width=100
-        )
+        rdf = _load_yaml_1_2(source.read(PACKAGE_DESCRIPTION).decode())
+        text = readers_yaml(for_deployed_readers(rdf))
         with atomic_path(package) as tmp, zipfile.ZipFile(tmp, "w") as target:
             for member in source.infolist():
                 data = text.encode() if member.filename == PACKAGE_DESCRIPTION else None

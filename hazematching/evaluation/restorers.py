@@ -17,7 +17,7 @@ import numpy as np
 
 from ..bioimage.reading import channel_names, load_package
 from ..config import SamplingConfig
-from ..data.normalization import EPS
+from ..data.normalization import Normalization
 from ..inference.loader import load_trained_model, open_model
 from ..inference.package import run_package
 from ..inference.predict import predict_planes
@@ -82,8 +82,8 @@ def _package_restorer(path: Path, device: str) -> Restorer:
     descr = load_package(path)
     names = channel_names(descr)
     sample_channels = [i for i, n in enumerate(names) if n.startswith("sample_")]
-    target_std = descr.config.model_extra.get("hazematching", {}).get("normalization", {})
-    unit = float(target_std.get("target_std", 1.0)) + EPS if target_std else 1.0
+    stored = descr.config.model_extra.get("hazematching", {}).get("normalization")
+    unit = Normalization.model_validate(stored).target_scale if stored else 1.0
     torch_device = str(resolve_device(device))
 
     def run(hazy: np.ndarray) -> Restoration:

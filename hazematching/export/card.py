@@ -208,7 +208,12 @@ def model_card(
         "Input: one single-channel widefield image (axes batch, channel, y, x; any size, padded "
         f"internally to a multiple of {config.network.size_multiple}). Output: one tensor whose "
         f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "
-        "the confocal training targets.",
+        "the confocal training targets. The model maps intensities to its own units and back "
+        "by itself (no pre- or postprocessing) and tiles and blends inside: give it the whole "
+        f"image. deepImageJ runs an image whose sides are multiples of "
+        f"{config.network.size_multiple} px as one tile; other sizes it cuts into a few "
+        "overlapping tiles sampled separately, whose samples differ at the borders (crop to a "
+        f"multiple of {config.network.size_multiple} px to avoid that).",
         "",
         f"{_method_text(checkpoint)} The package integrates it with "
         f"{_count(sampling.steps, 'Euler step')} for {_count(sampling.samples, 'sample')} "

@@ -159,7 +159,7 @@ def export_richardson_lucy(
                 ),
                 config=v0_5.Config(
                     bioimageio=bioimageio_config(
-                        absolute_tolerance(output), recipe.package_nickname
+                        absolute_tolerance(output), recipe.package_nickname("richardson-lucy")
                     ),
                     hazematching={
                         "version": __version__,

@@ -228,7 +228,9 @@ def build_description(
         outputs=[dehazed],
         weights=weights,
         config=v0_5.Config(
-            bioimageio=bioimageio_config(tolerance, recipe.package_nickname),
+            bioimageio=bioimageio_config(
+                tolerance, recipe.package_nickname(checkpoint.config.method)
+            ),
             # The sampler tiles and blends inside the model. JDLL (deepImageJ) with tiling off
             # leaves axes that have a size step at tile size -1, which its own step check then
             # rejects (TileCalculator/TileMaker); with tiling on it takes the whole image plus

@@ -186,7 +186,7 @@ def export_package(
         test_input = hazy[None, None].astype(np.float32)
         input_npy, input_tif = write_tensor(folder, "test_input", test_input)
         with torch.no_grad():
-            library_output = scripted(torch.from_numpy(test_input)).numpy()  # (1, C, Y, X)
+            packaged_output = scripted(torch.from_numpy(test_input)).numpy()  # (1, C, Y, X)
         files = PackageFiles(
             folder=folder,
             test_input=input_npy,
@@ -198,7 +198,7 @@ def export_package(
             cover=folder / "cover.png",
             documentation=folder / "README.md",
         )
-        write_cover(files.cover, hazy, library_output[0, 0], library_output[0, 1])
+        write_cover(files.cover, hazy, packaged_output[0, 0], packaged_output[0, 1])
         files.documentation.write_text(
             model_card(
                 recipe,
@@ -232,7 +232,7 @@ def export_package(
 
         # bioimageio.core computes the test output from the description itself, so the package
         # reproduces exactly what `test_model` will compute.
-        save_tested_package(describe(reference_output(describe(library_output))), out_path)
+        save_tested_package(describe(reference_output(describe(packaged_output))), out_path)
     return ExportResult(
         path=out_path,
         status="passed",

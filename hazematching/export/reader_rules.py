@@ -123,20 +123,7 @@ def _spec_0_5_10_rule(rdf: dict[str, Any], package: Path) -> RuleResult:
     rule = "loads with bioimageio.spec 0.5.10 (BioEngine test-run, ilastik)"
     python = os.environ.get(BIOENGINE_PYTHON)
     if python:
-        done = subprocess.run(
-            [python, reader_probe.__file__, str(package)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-            return RuleResult(rule, False, f"{python} failed: {tail[0]}")
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-        detail = f"spec {report['spec']} at {python}"
-        if not report["valid"]:
-            detail += ": " + "; ".join(e[:160] for e in report.get("errors", [])[:2])
-        return RuleResult(rule, report["valid"], detail)
+        return _opened_in(python, package, rule)
     mappings = [
         field
         for field, value in (
@@ -155,3 +142,25 @@ def _spec_0_5_10_rule(rdf: dict[str, Any], package: Path) -> RuleResult:
         )
         + f" (set {BIOENGINE_PYTHON} to open the package in it)",
     )
+
+
+def _opened_in(python: str, package: Path, rule: str) -> RuleResult:
+    """The rule as the spec-0.5.10 reader at `python` decides it; a reader that does not run,
+    or is another version, fails the rule with the reason."""
+    try:
+        done = subprocess.run(
+            [python, "-I", reader_probe.__file__, str(package)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, IndexError, ValueError) as error:
+        return RuleResult(rule, False, f"{BIOENGINE_PYTHON}={python} did not run ({error})")
+    version = str(report.get("spec"))
+    if not version.startswith("0.5.10"):
+        return RuleResult(rule, False, f"{python} holds bioimageio.spec {version}, not 0.5.10")
+    detail = f"spec {version} at {python}"
+    if not report["valid"]:
+        detail += ": " + "; ".join(report.get("errors", []))
+    return RuleResult(rule, report["valid"], detail)

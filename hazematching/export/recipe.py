@@ -26,9 +26,20 @@ PAPER_CITATION = (
 NICKNAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
-def nickname_from(name: str) -> str:
-    """A nickname from a model name: lower case, every run of other characters one hyphen."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+NICKNAME_MAX = 64
+
+
+def nickname_from(*words: str) -> str:
+    """A nickname from words (a model name, its kind): lower case, every run of other
+    characters one hyphen, a word already contained left out, cut at a hyphen to 64 characters."""
+    slug = ""
+    for word in words:
+        part = re.sub(r"[^a-z0-9]+", "-", word.lower()).strip("-")
+        if part and part not in slug:
+            slug = f"{slug}-{part}" if slug else part
+    if len(slug) > NICKNAME_MAX:
+        slug = slug[: NICKNAME_MAX + 1].rsplit("-", 1)[0]
+    return slug or "model"
 
 
 class Person(StrictModel):
@@ -98,9 +109,10 @@ class ExportRecipe(StrictModel):
     nickname: str | None = Field(
         None,
         pattern=NICKNAME_PATTERN,
-        max_length=64,
+        max_length=NICKNAME_MAX,
         description="`config.bioimageio.nickname`, the name JDLL (deepImageJ, Icy) lists the "
-        "package by until the zoo assigns an id; default: derived from `name`",
+        "package by until the zoo assigns an id; default: derived from `name` and the model's "
+        "kind (e.g. hazematching-dehazing-unet)",
     )
     sampling: SamplingConfig | None = Field(
         None,
@@ -131,10 +143,10 @@ class ExportRecipe(StrictModel):
     )
     card: CardText = CardText()
 
-    @property
-    def package_nickname(self) -> str:
-        """The nickname the package carries: `nickname`, or one derived from `name`."""
-        return self.nickname or nickname_from(self.name)
+    def package_nickname(self, kind: str) -> str:
+        """The nickname a package of this kind of model carries: `nickname`, or one derived
+        from `name` and `kind` (so that the kinds exported with one recipe differ)."""
+        return self.nickname or nickname_from(self.name, kind)
 
 
 def default_recipe() -> ExportRecipe:

@@ -1,8 +1,8 @@
 """Dehazing images with a trained checkpoint: posterior samples, MMSE and uncertainty.
 
-The checkpoint's EMA network is traced and wrapped in the scripted `EulerSampler`, the very module
-the exported package contains. Intensities are normalised with the training statistics before
-sampling and mapped back to target intensities afterwards.
+The checkpoint's EMA network is traced and wrapped in the scripted `EulerSampler`, the module the
+exported package contains. Intensities are normalised with the training statistics before
+sampling and mapped back to target intensities afterwards (a package does both inside).
 """
 
 from __future__ import annotations
