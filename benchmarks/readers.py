@@ -1,12 +1,14 @@
 """Compatibility matrix: packages opened by the BioImage.IO readers people run, in their own
 environments.
 
-Three packages: the bundled one (model_zoo/hazematching-simulated), a fresh export of its
-checkpoint (2 samples x 1 step, 64 px test tensor), and that export saved again by this
+Four packages: the bundled one (model_zoo/hazematching-simulated), a fresh export of its
+checkpoint (2 samples x 1 step, 64 px test tensor), that export saved again by this
 environment's bioimageio.spec without the adaptation for deployed readers (the form packages
-had before it). Each goes through `hazematching/bioimage/reader_probe.py` in this environment and
-in every reader environment of `tools/reader_envs.sh` whose variable is set: validation and,
-where bioimageio.core is installed, `test_model`.
+had before it), and a Richardson-Lucy package fitted on 8 simulated pairs (the one kind whose
+package is not built around the sampler). Each goes through
+`hazematching/bioimage/reader_probe.py` in this environment and in every reader environment of
+`tools/reader_envs.sh` whose variable is set: validation and, where bioimageio.core is
+installed, `test_model`.
 
 Usage (after `make setup` and `bash tools/reader_envs.sh`, with the variables it prints set):
     .venv/bin/python benchmarks/readers.py --out benchmarks/results/readers.json
@@ -24,11 +26,14 @@ import time
 from pathlib import Path
 
 from hazematching.bioimage import reader_probe
-from hazematching.config import SamplingConfig
+from hazematching.config import SamplingConfig, SimulationConfig
+from hazematching.data.simulate import PSF_FILE, simulate
+from hazematching.export.deconvolution_package import export_richardson_lucy
 from hazematching.export.package import export_package
-from hazematching.export.recipe import load_recipe
+from hazematching.export.recipe import default_recipe, load_recipe
 from hazematching.fileio import write_json
 from hazematching.inference.bundled import bundled_model
+from hazematching.training.richardson_lucy import fit_richardson_lucy
 
 REPO = Path(__file__).resolve().parents[1]
 READERS = {
@@ -49,10 +54,18 @@ def packages(folder: Path) -> dict[str, Path]:
     fresh = export_package(bundled_model() / "training" / "best.pt", folder / "fresh.zip", recipe)
     written = folder / "as-spec-writes.zip"
     save_bioimageio_package(load_description(fresh.path), output_path=written)
+    simulate(folder / "sim", SimulationConfig(pairs=8, size=48, seed=3), progress=False)
+    fit_richardson_lucy(
+        folder / "sim" / PSF_FILE, folder / "sim", folder / "rl", max_iterations=2, progress=False
+    )
+    deconvolution = export_richardson_lucy(
+        folder / "rl", folder / "rl.zip", default_recipe().model_copy(update={"test_size": 32})
+    )
     return {
         "bundled": bundled_model() / "rdf.yaml",
         "fresh export": fresh.path,
         "as bioimageio.spec writes": written,
+        "richardson-lucy": deconvolution.path,
     }
 
 

@@ -8,8 +8,9 @@ torch and torchcfm. Host-side helpers (scripting, progress, tile counts) are in 
 noise for HazeMatching; the hazy image, optionally with noise, for the InDI and U-Net baselines)
 to an image at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean
 (the MMSE estimate), the calibrated standard deviation and optionally every sample, stacked on
-the channel axis. The very same scripted module is what `hazematching predict` runs on a
-checkpoint and what the exported BioImage.IO package contains, so both give the same numbers.
+the channel axis. The same class is what `hazematching predict` runs on a checkpoint and what the
+exported BioImage.IO package contains (with the model's normalisation inside, see Units), so both
+give the same numbers up to float rounding.
 
 Units. The network works in normalised units (z-scores of the training statistics). The library
 normalises outside and builds the sampler with identity intensity maps; an exported package holds
