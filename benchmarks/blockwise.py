@@ -40,9 +40,9 @@ from hazematching.cluster.connect import dask_client
 from hazematching.config import BlockConfig, SamplingConfig, SimulationConfig
 from hazematching.data.simulate import simulate
 from hazematching.data.tiff import read_single
-from hazematching.inference.loader import load_trained_model
 from hazematching.inference.predict import predict
 from hazematching.metrics.distortion import seam_ratio
+from hazematching.model.trained import load_trained_model
 
 BUNDLED_CHECKPOINT = Path("model_zoo/hazematching-simulated/training/best.pt")
 

@@ -24,9 +24,7 @@ from torch import Tensor, nn
 
 from hazematching.config import SamplingConfig
 from hazematching.data.dataset import load_pairs, split_folder
-from hazematching.inference.loader import TrainedModel, load_trained_model
-from hazematching.inference.predict import predict_planes
-from hazematching.inference.sampler import EulerSampler
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import (
     ChannelsLast,
     method_sampling,
@@ -34,7 +32,9 @@ from hazematching.inference.sampling import (
     script_sampler,
 )
 from hazematching.metrics.distortion import range_invariant_psnr
-from hazematching.training.network import trace_velocity
+from hazematching.model.network import trace_velocity
+from hazematching.model.sampler import EulerSampler
+from hazematching.model.trained import TrainedModel, load_trained_model
 
 
 class Bfloat16Autocast(nn.Module):

@@ -33,10 +33,10 @@ from hazematching.bioimage.reading import load_package
 from hazematching.config import SamplingConfig
 from hazematching.data.dataset import load_pairs, split_folder
 from hazematching.evaluation.compute import evaluate
-from hazematching.inference.loader import load_trained_model
 from hazematching.inference.package import run_package
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
+from hazematching.model.trained import load_trained_model
 from hazematching.uncertainty.calibrate import calibrate
 
 # (model, samples, steps, tile): the settings measured. 8 x 20 is the sampling of the first

@@ -23,10 +23,10 @@ import torch
 
 from hazematching.config import SamplingConfig, SimulationConfig
 from hazematching.data.simulate import simulate_pair
-from hazematching.inference.loader import TrainedModel, load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler, tile_edges
 from hazematching.metrics.distortion import seam_ratio
+from hazematching.model.trained import TrainedModel, load_trained_model
 
 
 def _samples(model: TrainedModel, hazy: np.ndarray, sampling: SamplingConfig) -> np.ndarray:

@@ -22,10 +22,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hazematching.config import NetworkConfig
-from hazematching.inference.sampler import EulerSampler
 from hazematching.inference.sampling import script_sampler
+from hazematching.model.network import build_velocity_net, count_parameters, trace_velocity
+from hazematching.model.sampler import EulerSampler
 from hazematching.training.flow import GuidedFlowMatching, draw_times
-from hazematching.training.network import build_velocity_net, count_parameters, trace_velocity
 
 NETWORKS = {
     "paper (default)": NetworkConfig(),

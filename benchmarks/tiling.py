@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from hazematching.config import NetworkConfig, SamplingConfig
-from hazematching.inference.sampler import EulerSampler
 from hazematching.inference.sampling import script_sampler
-from hazematching.training.network import build_velocity_net, trace_velocity
+from hazematching.model.network import build_velocity_net, trace_velocity
+from hazematching.model.sampler import EulerSampler
 
 PATCH = 128  # training patch size of the default recipe: the tile side
 

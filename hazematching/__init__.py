@@ -14,15 +14,40 @@ configuration objects:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from ._version import __version__ as __version__
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports lazily
+    from .config import BlockConfig as BlockConfig
+    from .config import NetworkConfig as NetworkConfig
+    from .config import SamplingConfig as SamplingConfig
+    from .config import SimulationConfig as SimulationConfig
+    from .config import TrainConfig as TrainConfig
+    from .data.simulate import simulate as simulate
+    from .errors import HazeMatchingError as HazeMatchingError
+    from .evaluation.compute import PerceptualWeights as PerceptualWeights
+    from .evaluation.compute import evaluate as evaluate
+    from .export.check import check_package as check_package
+    from .export.model import export_model as export_model
+    from .export.package import export_package as export_package
+    from .export.recipe import ExportRecipe as ExportRecipe
+    from .export.recipe import load_recipe as load_recipe
+    from .inference.loader import open_model as open_model
+    from .inference.planes import predict_planes as predict_planes
+    from .inference.predict import predict as predict
+    from .model.calibration import Calibration as Calibration
+    from .model.trained import load_trained_model as load_trained_model
+    from .training.loop import train as train
+    from .training.richardson_lucy import fit_richardson_lucy as fit_richardson_lucy
+    from .uncertainty.calibrate import calibrate as calibrate
+
 
 # Public name -> module that defines it. Modules are imported on first use, so that
 # `import hazematching` and the command line start without loading torch or bioimageio.
 _EXPORTS = {
     "BlockConfig": "config",
-    "Calibration": "uncertainty.calibration",
+    "Calibration": "model.calibration",
     "ExportRecipe": "export.recipe",
     "HazeMatchingError": "errors",
     "NetworkConfig": "config",
@@ -37,10 +62,10 @@ _EXPORTS = {
     "export_package": "export.package",
     "fit_richardson_lucy": "training.richardson_lucy",
     "load_recipe": "export.recipe",
-    "load_trained_model": "inference.loader",
+    "load_trained_model": "model.trained",
     "open_model": "inference.loader",
     "predict": "inference.predict",
-    "predict_planes": "inference.predict",
+    "predict_planes": "inference.planes",
     "simulate": "data.simulate",
     "train": "training.loop",
 }

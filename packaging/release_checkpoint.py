@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
 
 
 def main(source: Path, out: Path) -> None:

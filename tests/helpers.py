@@ -24,8 +24,8 @@ from typer.testing import CliRunner, Result
 from hazematching.bioimage.layout import read_raw_description
 from hazematching.config import NetworkConfig, SamplingConfig, TrainConfig
 from hazematching.export.reader_rules import reader_rules
-from hazematching.inference.sampler import VelocityNet
-from hazematching.training.network import build_velocity_net
+from hazematching.model.network import build_velocity_net
+from hazematching.model.sampler import VelocityNet
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXE = shutil.which("hazematching") or str(Path(sys.executable).parent / "hazematching")

@@ -14,9 +14,9 @@ from hazematching.config import SamplingConfig
 from hazematching.data.tiff import read_pair
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
-from hazematching.inference.loader import load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
+from hazematching.model.trained import load_trained_model
 from hazematching.training.flow import GuidedFlowMatching
 from hazematching.training.loop import TrainResult, train
 from tests.helpers import LinearField, RecordingField, failed_reader_rules, tiny_train_config

@@ -20,12 +20,13 @@ from pydantic import ValidationError
 from hazematching.config import BlockConfig, SamplingConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.inference.blocks import BlockGrid
-from hazematching.inference.blockwise import InProcess, Region, blockwise_model, sample_plane
+from hazematching.inference.blockwise import InProcess, Region, sample_plane
 from hazematching.inference.bundled import bundled_model
 from hazematching.inference.predict import predict
-from hazematching.inference.sampler import EulerSampler
+from hazematching.inference.runner import block_source
 from hazematching.inference.sampling import script_sampler
 from hazematching.metrics.distortion import seam_ratio
+from hazematching.model.sampler import EulerSampler
 from tests.helpers import GuideField, invoke
 
 SAMPLING = SamplingConfig(samples=3, steps=2, seed=0, keep_samples=True)
@@ -233,12 +234,13 @@ def test_bad_large_inputs_are_one_line_errors_and_write_nothing(
 
 def test_a_package_is_sampled_block_wise_through_the_checkpoint_it_ships(tmp_path: Path) -> None:
     package = bundled_model()
-    checkpoint, sampling = blockwise_model(package, None)
+    blocks = block_source(package, None)
+    checkpoint, sampling = blocks.checkpoint, blocks.sampling
     assert checkpoint == package / "training" / "best.pt"
     recorded = yaml.safe_load((package / "rdf.yaml").read_text())["config"]["hazematching"]
     assert sampling == SamplingConfig.model_validate(recorded["sampling"])
     bare = tmp_path / "bare"
     shutil.copytree(package, bare, ignore=shutil.ignore_patterns("training"))
     with pytest.raises(HazeMatchingError, match="samples whole images only") as error:
-        blockwise_model(bare, None)
+        block_source(bare, None).require(bare)
     assert str(bare) in str(error.value)

@@ -14,10 +14,10 @@ from hazematching.bioimage.reading import load_package
 from hazematching.config import SamplingConfig
 from hazematching.export.check import check_package
 from hazematching.inference.bundled import bundled_model
-from hazematching.inference.loader import load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
+from hazematching.model.trained import load_trained_model
 from tests.helpers import EXAMPLES
 
 SIZE_BUDGET = 25e6

@@ -19,11 +19,11 @@ from hazematching.config import SamplingConfig
 from hazematching.errors import CalibrationMismatch, HazeMatchingError
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
-from hazematching.inference.loader import load_trained_model
 from hazematching.inference.package import run_package
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
-from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.trained import load_trained_model
 from hazematching.training.loop import TrainResult
 from hazematching.uncertainty.calibrate import calibrate
 from tests.helpers import run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hazematching.uncertainty.calibration import (
+from hazematching.model.calibration import (
     CalibrationBins,
     bin_by_std,
     calibrate_arrays,

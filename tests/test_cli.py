@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from hazematching.training.checkpoint import load_checkpoint
+from hazematching.model.checkpoint import load_checkpoint
 from hazematching.training.loop import TrainResult
 from tests.helpers import invoke, run
 

@@ -156,10 +156,10 @@ def test_each_worker_loads_the_model_once_and_the_environment_is_given_back(
     with dask_client(workers=2) as fresh:
         predict_distributed(trained.best, images, tmp_path, fresh, SAMPLING, progress=False)
 
-        def loaded() -> list[str]:
-            from hazematching.cluster import batch
+        def loaded() -> list[tuple[str, str, str]]:
+            from hazematching.inference.runner import loaded_runners
 
-            return sorted(batch._RUNNERS)
+            return loaded_runners()
 
         held = [keys for keys in fresh.run(loaded).values() if keys]
     assert held and all(len(keys) == 1 for keys in held)

@@ -16,14 +16,13 @@ from hazematching.data.simulate import PSF_FILE, effective_widefield_psf
 from hazematching.data.tiff import read_pair, write_tiff
 from hazematching.errors import HazeMatchingError
 from hazematching.metrics.distortion import psnr
-from hazematching.training.richardson_lucy import (
+from hazematching.model.richardson_lucy import (
     MODEL_FILE,
     RichardsonLucy,
     deconvolve,
-    fit_richardson_lucy,
     load_richardson_lucy,
-    read_psf,
 )
+from hazematching.training.richardson_lucy import fit_richardson_lucy, read_psf
 from tests.helpers import failed_reader_rules
 
 

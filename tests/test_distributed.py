@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hazematching.training.checkpoint import load_checkpoint
+from hazematching.model.checkpoint import load_checkpoint
 from hazematching.training.loop import train
 from tests.helpers import tiny_train_config
 

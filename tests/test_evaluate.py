@@ -18,15 +18,16 @@ from hazematching.data.normalization import EPS
 from hazematching.data.simulate import PSF_FILE
 from hazematching.errors import HazeMatchingError
 from hazematching.evaluation.compute import EvaluationResult, PerceptualWeights, evaluate
-from hazematching.inference.loader import load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
 from hazematching.metrics.perceptual import LPIPS_LAYERS, Lpips
 from hazematching.metrics.resolution import fourier_ring_correlation
 from hazematching.metrics.similarity import percentile_normalize
 from hazematching.metrics.swd import swd
-from hazematching.training.richardson_lucy import deconvolve, fit_richardson_lucy
+from hazematching.model.richardson_lucy import deconvolve
+from hazematching.model.trained import load_trained_model
+from hazematching.training.richardson_lucy import fit_richardson_lucy
 from tests.helpers import EVAL_SAMPLING as SAMPLING
 from tests.helpers import run
 
@@ -53,7 +54,7 @@ def test_numbers_match_an_independent_recomputation(report, rl_model: Path, sim_
     record = json.loads(rl.method_json.read_text())
     pairs = load_pairs(sim_dir / "test")
     assert record["images"] == len(pairs) == len(record["per_image"])
-    from hazematching.training.richardson_lucy import load_richardson_lucy
+    from hazematching.model.richardson_lucy import load_richardson_lucy
 
     module = load_richardson_lucy(rl_model).module()
     for image, hazy, target in zip(record["per_image"], pairs.inputs, pairs.targets, strict=True):
@@ -261,7 +262,7 @@ def test_model_card_shows_this_models_evaluation(
     report, calibrated_checkpoint: Path, rl_model: Path, tmp_path: Path
 ) -> None:
     from hazematching.export.card import evaluation_markdown
-    from hazematching.training.checkpoint import load_checkpoint
+    from hazematching.model.checkpoint import load_checkpoint
 
     out, flow, _ = report
     calibration = load_checkpoint(calibrated_checkpoint).calibration

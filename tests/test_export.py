@@ -20,12 +20,13 @@ from hazematching.config import SamplingConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.export.package import ExportResult, export_package
 from hazematching.export.recipe import ExportRecipe, default_recipe, load_recipe
-from hazematching.inference import sampler as sampler_module
-from hazematching.inference.loader import load_trained_model
 from hazematching.inference.package import run_package
-from hazematching.inference.predict import predict, predict_planes
+from hazematching.inference.planes import predict_planes
+from hazematching.inference.predict import predict
 from hazematching.inference.sampling import build_sampler
-from hazematching.training.checkpoint import load_checkpoint
+from hazematching.model import sampler as sampler_module
+from hazematching.model.checkpoint import load_checkpoint
+from hazematching.model.trained import load_trained_model
 from hazematching.training.loop import TrainResult
 from tests.helpers import invoke
 

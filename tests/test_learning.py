@@ -16,10 +16,10 @@ from hazematching.config import NetworkConfig, SamplingConfig, SimulationConfig,
 from hazematching.data.dataset import load_pairs
 from hazematching.data.simulate import simulate, simulate_pair
 from hazematching.evaluation.compute import evaluate
-from hazematching.inference.loader import TrainedModel, load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler, tile_edges
 from hazematching.metrics.distortion import range_invariant_psnr, seam_ratio
+from hazematching.model.trained import TrainedModel, load_trained_model
 from hazematching.training.loop import train
 from hazematching.uncertainty.calibrate import calibrate
 

@@ -11,12 +11,12 @@ import torch
 from hazematching.errors import HazeMatchingError
 from hazematching.inference.bundled import bundled_model
 from hazematching.inference.loader import REFUSALS, locate_model, model_file, open_model
-from hazematching.training.loop import TrainResult
-from hazematching.training.richardson_lucy import (
+from hazematching.model.richardson_lucy import (
     MODEL_FILE,
     RichardsonLucyModel,
     save_richardson_lucy,
 )
+from hazematching.training.loop import TrainResult
 from tests.helpers import invoke
 
 

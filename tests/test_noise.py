@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hazematching.inference.sampler import gaussian_field, mix32
+from hazematching.model.sampler import gaussian_field, mix32
 
 CPU = torch.device("cpu")
 

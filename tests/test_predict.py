@@ -14,9 +14,9 @@ from hazematching.config import SamplingConfig
 from hazematching.data.tiff import read_single
 from hazematching.errors import HazeMatchingError
 from hazematching.inference.bundled import DEFAULT_MODEL, bundled_model
-from hazematching.inference.loader import load_trained_model
 from hazematching.inference.predict import predict, split_model_argument
 from hazematching.inference.sampling import build_sampler
+from hazematching.model.trained import load_trained_model
 from hazematching.training.loop import TrainResult
 
 SAMPLING = SamplingConfig(samples=3, steps=4, seed=2, batch_size=2)

@@ -12,7 +12,7 @@ import torch
 from hazematching.config import SamplingConfig, TrainConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.inference.sampling import method_sampling
-from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
 from hazematching.training.loop import TrainResult, train
 from hazematching.training.reflow import PAIRS_FILE, TeacherPairs, integrate_teacher
 from tests.helpers import LinearField, TimeGuideField, invoke, tiny_train_config

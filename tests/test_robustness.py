@@ -23,11 +23,11 @@ from hazematching.data.dataset import load_pairs
 from hazematching.errors import HazeMatchingError
 from hazematching.evaluation.robustness import ModelEntry, condition_config, robustness
 from hazematching.export.card import ranges_text, robustness_markdown
-from hazematching.inference.loader import load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
 from hazematching.metrics.distortion import range_invariant_psnr
-from hazematching.training.checkpoint import load_checkpoint
+from hazematching.model.checkpoint import load_checkpoint
+from hazematching.model.trained import load_trained_model
 from tests.helpers import EVAL_SAMPLING, invoke
 
 PLAN = RobustnessPlan(

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from hazematching.config import NetworkConfig
-from hazematching.inference.sampler import EulerSampler, VelocityNet, gaussian_field
 from hazematching.inference.sampling import (
     ChannelsLast,
     run_with_progress,
@@ -23,7 +22,8 @@ from hazematching.inference.sampling import (
     tile_edges,
     tile_evaluations,
 )
-from hazematching.training.network import trace_velocity
+from hazematching.model.network import trace_velocity
+from hazematching.model.sampler import EulerSampler, VelocityNet, gaussian_field
 from tests.helpers import (
     ConstantField,
     GuideField,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hazematching.errors import HazeMatchingError
-from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
 from hazematching.training.loop import TrainResult, train
 from tests.helpers import tiny_train_config
 

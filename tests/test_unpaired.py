@@ -19,10 +19,10 @@ from hazematching.errors import HazeMatchingError
 from hazematching.export.check import check_package
 from hazematching.export.package import export_package
 from hazematching.export.recipe import Maintainer, default_recipe
-from hazematching.inference.loader import load_trained_model
-from hazematching.inference.predict import predict_planes
+from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
-from hazematching.training.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.trained import load_trained_model
 from hazematching.training.cyclegan import (
     HistoryBuffer,
     cycle,

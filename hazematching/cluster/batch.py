@@ -1,7 +1,7 @@
 """`hazematching predict --workers N | --scheduler ADDRESS`: one Dask task per image (per block of
 a large image).
 
-Every worker process loads the model once (a cache keyed by the model and its settings) and
+Every worker process loads the model once (`cached_runner`, keyed by the model and its settings) and
 writes its outputs itself, atomically, with the code of single-process `predict`, so the files
 are the same. A finished output is recorded in `OUT/.complete/<name>.json` with the SHA-256 of
 its TIFF, written last: a re-run skips an output only if its record matches the settings and
@@ -29,31 +29,27 @@ from tqdm.auto import tqdm
 from ..config import BlockConfig, SamplingConfig
 from ..data.omezarr import is_ome_zarr
 from ..data.tiff import read_single
-from ..errors import HazeMatchingError
 from ..fileio import file_stamp, output_folder, write_json
 from ..inference.blockwise import (
     block_count,
     block_runner,
     blocks_record,
-    blockwise_model,
     looks_large,
     predict_large,
 )
 from ..inference.loader import open_model
 from ..inference.predict import (
-    Runner,
     check_input_names,
-    load_runner,
     predict_image,
     predict_record,
     read_input,
 )
+from ..inference.runner import BlockSource, block_source, cached_runner
 
 if TYPE_CHECKING:
     from distributed import Client
 
 COMPLETE = ".complete"
-_RUNNERS: dict[str, Runner] = {}  # per worker process: the loaded model of each settings key
 
 
 @dataclass(frozen=True)
@@ -125,19 +121,13 @@ def is_complete(out_dir: Path, name: str, key: str, source: Path) -> bool:
         return False
 
 
-def _runner(settings: BatchSettings, key: str) -> Runner:
-    if key not in _RUNNERS:
-        _RUNNERS[key] = load_runner(settings.model, settings.sampling, settings.device)
-    return _RUNNERS[key]
-
-
 def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -> str:
     """One task, run on a worker: read, dehaze and write one image, then its record."""
     folder = Path(out_dir)
     image = read_single(Path(source), settings.channel)
     stamp = file_stamp(Path(source))
     key = settings.key()
-    runner = _runner(settings, key)
+    runner = cached_runner(settings.model, settings.sampling, settings.device)
     written = predict_image(runner, image, name, folder)
     _complete(folder, name, key, stamp, written, runner.settings, runner.channel_names)
     return str(written)
@@ -206,10 +196,9 @@ def predict_distributed(
     (out_dir / COMPLETE).mkdir(exist_ok=True)
     result = BatchResult()
     futures = {}
-    try:  # the checkpoint and sampling of the block path, resolved once
-        block_model, block_error = blockwise_model(model_path, sampling), None
-    except HazeMatchingError as error:  # large TIFFs are sampled whole, OME-Zarr fails by name
-        block_model, block_error = None, error
+    # the checkpoint and sampling of the block path, resolved once; without one, large TIFFs
+    # are sampled whole and OME-Zarr images fail by name
+    block_model = block_source(model_path, sampling)
     large: list[tuple[Path, str]] = []
     done: list[str] = []
     for source, name in zip(inputs, names, strict=True):
@@ -217,7 +206,7 @@ def predict_distributed(
             result.skipped.append(out_dir / _output_name(out_dir, name))
             done.append(name)
         elif is_ome_zarr(Path(source)) or (
-            block_model is not None and looks_large(Path(source), blocks)
+            block_model.refusal is None and looks_large(Path(source), blocks)
         ):
             large.append((Path(source), name))
         else:
@@ -242,10 +231,15 @@ def predict_distributed(
             bar.update(1)
         for source, name in large:
             try:
-                if block_model is None:
-                    raise block_error
                 written = _predict_large(
-                    client, settings, block_model, key, source, name, out_dir, progress
+                    client,
+                    settings,
+                    block_model.require(model_path),
+                    key,
+                    source,
+                    name,
+                    out_dir,
+                    progress,
                 )
             except Exception as error:  # reported by name, as for a failed task
                 result.failed[name] = _one_line(error)
@@ -260,8 +254,8 @@ def predict_distributed(
         first = json.loads(_record(out_dir, sorted(done)[0]).read_text())
         record.update(sampling=first["sampling"], output_channels=first["output_channels"])
     record["failed"] = result.failed
-    if large and block_model is not None:
-        record["blocks"] = blocks_record(blocks, *block_model, device)
+    if large and block_model.refusal is None:
+        record["blocks"] = blocks_record(blocks, block_model, device)
     write_json(out_dir / "predict.json", record)
     return result
 
@@ -274,15 +268,15 @@ def _output_name(out_dir: Path, name: str) -> str:
 def _predict_large(
     client: Client,
     settings: BatchSettings,
-    block_model: tuple[Path, SamplingConfig | None],
+    block_model: BlockSource,
     key: str,
     source: Path,
     name: str,
     out_dir: Path,
     progress: bool,
 ) -> Path:
-    """One large image, its blocks spread over the cluster (sampled with `block_model`, the
-    checkpoint and sampling `blockwise_model` resolved), recorded as complete when written."""
+    """One large image, its blocks spread over the cluster (sampled as `block_model`, the
+    model's `block_source`, says), recorded as complete when written."""
     image = read_input(source, settings.channel)
     stamp = file_stamp(source)
     with tqdm(
@@ -294,15 +288,15 @@ def _predict_large(
     ) as bar:
         written = predict_large(
             client,
-            *block_model,
-            settings.device,
-            settings.blocks,
-            source,
+            block_model,
             image,
-            name,
-            out_dir,
-            bar.update,
+            source=source,
+            name=name,
+            out_dir=out_dir,
+            config=settings.blocks,
+            device=settings.device,
+            on_block=bar.update,
         )
-    runner = block_runner(*block_model, settings.device)
+    runner = block_runner(block_model, settings.device)
     _complete(out_dir, name, key, stamp, written, runner.settings, runner.channel_names)
     return written

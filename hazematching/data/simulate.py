@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..config import SimulationConfig
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..config import SamplingConfig
 from ..data.dataset import load_pairs, require_min_size, split_folder
 from ..errors import HazeMatchingError
@@ -47,8 +47,8 @@ from ..metrics.similarity import (
     spectral_distance,
 )
 from ..metrics.swd import SwdSettings, swd
+from ..model.calibration import bin_by_std, calibration_error
 from ..plots import image_row
-from ..uncertainty.calibration import bin_by_std, calibration_error
 from ..uncertainty.plots import calibration_plot
 from .report import METHODS_FOLDER, SUMMARY, method_markdown, write_summary
 from .restorers import Restoration, Restorer, load_restorer

@@ -18,13 +18,14 @@ import numpy as np
 from ..bioimage.reading import channel_names, load_package
 from ..config import SamplingConfig
 from ..data.normalization import Normalization
-from ..inference.loader import load_trained_model, open_model
+from ..inference.loader import open_model
 from ..inference.package import run_package
-from ..inference.predict import predict_planes
+from ..inference.planes import predict_planes
 from ..inference.sampling import build_sampler, method_sampling
+from ..model.calibration import Calibration
+from ..model.richardson_lucy import deconvolve, load_richardson_lucy
+from ..model.trained import load_trained_model
 from ..runtime import resolve_device
-from ..training.richardson_lucy import deconvolve, load_richardson_lucy
-from ..uncertainty.calibration import Calibration
 
 
 @dataclass(frozen=True)

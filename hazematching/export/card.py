@@ -11,8 +11,8 @@ from ..errors import HazeMatchingError
 from ..evaluation.report import comparison_markdown, load_records
 from ..evaluation.robustness import robustness_table
 from ..inference.loader import model_file
-from ..training.checkpoint import Checkpoint
-from ..uncertainty.calibration import Calibration
+from ..model.calibration import Calibration
+from ..model.checkpoint import Checkpoint
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from bioimageio.spec.model import v0_5
 
-from .. import __version__
+from .._version import __version__
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..inference.loader import open_model
-from ..training.richardson_lucy import load_richardson_lucy
+from ..model.richardson_lucy import load_richardson_lucy
 from .card import closing_lines, evaluation_markdown, opening_lines
 from .cover import write_cover
 from .description import (

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from bioimageio.spec.model import v0_5
 
-from .. import __version__
+from .._version import __version__
 from ..config import SamplingConfig
 from ..errors import HazeMatchingError
-from ..training.checkpoint import Checkpoint
+from ..model.checkpoint import Checkpoint
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
 
 INPUT_ID = v0_5.TensorId("hazy")

@@ -30,17 +30,18 @@ from ..config import SamplingConfig
 from ..data.tiff import INPUT_CHANNEL, read_planes
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path, output_file
-from ..inference import sampler as sampler_module
-from ..inference.loader import open_model, trained_model_from
-from ..inference.predict import output_channel_names
+from ..inference.loader import open_model
+from ..inference.runner import output_channel_names
 from ..inference.sampling import (
     build_sampler,
     intensity_kwargs,
     method_sampling,
     sampler_kwargs,
 )
-from ..training.checkpoint import Checkpoint, load_checkpoint
-from ..training.network import count_parameters, unet_kwargs
+from ..model import sampler as sampler_module
+from ..model.checkpoint import Checkpoint, load_checkpoint
+from ..model.network import count_parameters, unet_kwargs
+from ..model.trained import trained_model_from
 from .card import evaluation_markdown, model_card, robustness_markdown
 from .cover import write_cover
 from .description import (

@@ -27,44 +27,16 @@ from typing import Any, Protocol
 import numpy as np
 import tifffile
 
-from ..bioimage.reading import load_package
-from ..config import BlockConfig, SamplingConfig
+from ..config import BlockConfig
 from ..data.omezarr import ZarrImage, is_ome_zarr, ome_zarr_output, read_ome_zarr
 from ..errors import HazeMatchingError
 from ..fileio import file_stamp
 from .blocks import BlockGrid, assemble
-from .loader import open_model
-from .predict import Runner, load_runner, write_result
+from .results import write_result
+from .runner import BlockSource, Runner, cached_runner
 
-#: Where a package keeps the checkpoint it was exported from (the build script puts it there).
-PACKAGE_CHECKPOINT = Path("training") / "best.pt"
 #: OME-Zarr results are named after the input with this suffix.
 ZARR_OUTPUT_SUFFIX = ".ome.zarr"
-_RUNNERS: dict[tuple[str, str], Runner] = {}  # per process: the loaded model of each setting
-
-
-def blockwise_model(
-    model_path: Path, sampling: SamplingConfig | None
-) -> tuple[Path, SamplingConfig | None]:
-    """The checkpoint and sampling that block-wise prediction with `model_path` uses.
-
-    A checkpoint is itself. A package is the checkpoint it ships, at the package's recorded
-    sampling settings; one without a checkpoint is refused with the reason.
-    """
-    source = open_model(model_path, "predict", sampling=sampling is not None)
-    if source.kind != "package":
-        return source.file, sampling
-    checkpoint = Path(source.path) / PACKAGE_CHECKPOINT
-    if not checkpoint.is_file():
-        raise HazeMatchingError(
-            "a package samples whole images only, and this one has no "
-            f"{PACKAGE_CHECKPOINT} to sample large images block by block: pass its checkpoint",
-            source.path,
-        )
-    recorded = (load_package(source.path).config.model_extra or {}).get("hazematching", {})
-    if "sampling" not in recorded:
-        raise HazeMatchingError("the package records no sampling settings", source.path)
-    return checkpoint, SamplingConfig.model_validate(recorded["sampling"])
 
 
 @dataclass(frozen=True)
@@ -100,9 +72,7 @@ def _zarr_data(store: str, stamp: str) -> Any:
     return read_ome_zarr(Path(store)).data
 
 
-def sample_block(
-    model: Path, sampling: SamplingConfig | None, device: str, source: str, region: Region
-) -> np.ndarray:
+def sample_block(blocks: BlockSource, device: str, source: str, region: Region) -> np.ndarray:
     """One block task: its grown region's result (C, rows, cols) in target intensities, the
     region read from `source` (named in errors)."""
     data = region.read()
@@ -112,17 +82,16 @@ def sample_block(
             f"columns {region.cols[0]}-{region.cols[1]})",
             source,
         )
-    return block_runner(model, sampling, device).run(
-        data[None], _ignore, (region.rows[0], region.cols[0])
-    )[0]
+    return block_runner(blocks, device).run(data[None], _ignore, (region.rows[0], region.cols[0]))[
+        0
+    ]
 
 
-def block_runner(model: Path, sampling: SamplingConfig | None, device: str) -> Runner:
-    """The model of these settings, loaded once per process (again when the file changes)."""
-    key = (file_stamp(model), (sampling.model_dump_json() if sampling else "") + device)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = load_runner(model, sampling, device)
-    return _RUNNERS[key]
+def block_runner(blocks: BlockSource, device: str) -> Runner:
+    """The checkpoint that samples the blocks, loaded once per process (`cached_runner`)."""
+    if blocks.checkpoint is None:
+        raise HazeMatchingError(str(blocks.refusal))
+    return cached_runner(blocks.checkpoint, blocks.sampling, device)
 
 
 def _ignore(tiles: int) -> None:
@@ -192,11 +161,6 @@ def sample_plane(
             results.pop((i - 1, j), None)
 
 
-def channels_of(model: Path, sampling: SamplingConfig | None, device: str) -> list[str]:
-    """Output channel names of block-wise prediction with this model (loads it here once)."""
-    return block_runner(model, sampling, device).channel_names
-
-
 def image_shape(image: np.ndarray | ZarrImage) -> tuple[int, int, int]:
     """(planes, Y, X) of a TIFF array or an OME-Zarr image."""
     planes, height, width = image.data.shape if isinstance(image, ZarrImage) else image.shape
@@ -217,15 +181,13 @@ def is_large(image: np.ndarray | ZarrImage, config: BlockConfig) -> bool:
     return image.shape[-2] * image.shape[-1] > config.above
 
 
-def blocks_record(
-    config: BlockConfig, checkpoint: Path, sampling: SamplingConfig | None, device: str
-) -> dict[str, Any]:
+def blocks_record(config: BlockConfig, blocks: BlockSource, device: str) -> dict[str, Any]:
     """What `predict.json` records of block-wise sampling: the block settings, the checkpoint
     (a package's own, if it was given a package), its sampling and output channels."""
-    runner = block_runner(checkpoint, sampling, device)
+    runner = block_runner(blocks, device)
     return {
         **config.model_dump(mode="json"),
-        "model": str(checkpoint),
+        "model": str(blocks.checkpoint),
         "sampling": runner.settings,
         "output_channels": runner.channel_names,
     }
@@ -246,14 +208,14 @@ def looks_large(path: Path, config: BlockConfig) -> bool:
 
 def predict_large(
     executor: Executor,
-    model: Path,
-    sampling: SamplingConfig | None,
-    device: str,
-    config: BlockConfig,
-    source: Path,
+    blocks: BlockSource,
     image: np.ndarray | ZarrImage,
+    *,
+    source: Path,
     name: str,
     out_dir: Path,
+    config: BlockConfig,
+    device: str,
     on_block: Callable[[int], None],
 ) -> Path:
     """Dehaze one large image block by block into `out_dir`; returns the output's path.
@@ -261,12 +223,12 @@ def predict_large(
     A TIFF (planes, Y, X) array gives `<name>.tif` and its preview, as `predict` writes them;
     an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` (axes CYX, or CZYX for a stack)
     with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is
-    called per finished block. `model` and `sampling` are what `blockwise_model` resolved.
+    called per finished block. `blocks` is the model's `block_source`.
     """
-    names = channels_of(model, sampling, device)
+    names = block_runner(blocks, device).channel_names
     planes, height, width = image_shape(image)
     grid = BlockGrid(height, width, config)
-    task = functools.partial(sample_block, model, sampling, device, str(source))
+    task = functools.partial(sample_block, blocks, device, str(source))
 
     def plane_results(z: int) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
         def region(rows: tuple[int, int], cols: tuple[int, int]) -> Region:

@@ -13,17 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from torch import nn
-
 from ..bioimage.layout import is_package
-from ..config import TrainConfig
-from ..data.normalization import Normalization
 from ..errors import HazeMatchingError
-from ..training.checkpoint import BEST, Checkpoint, load_checkpoint, resolve_checkpoint_path
-from ..training.network import build_velocity_net
-from ..training.richardson_lucy import MODEL_FILE as RICHARDSON_LUCY_FILE
-from ..training.richardson_lucy import is_richardson_lucy
-from ..uncertainty.calibration import Calibration
+from ..model.checkpoint import BEST, resolve_checkpoint_path
+from ..model.richardson_lucy import MODEL_FILE as RICHARDSON_LUCY_FILE
+from ..model.richardson_lucy import is_richardson_lucy
 
 ModelKind = Literal["checkpoint", "package", "richardson-lucy"]
 Use = Literal["predict", "calibrate", "evaluate", "export", "sampling options"]
@@ -50,17 +44,6 @@ class ModelSource:
     kind: ModelKind
     path: Path
     file: Path
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """What sampling needs from a checkpoint: architecture, statistics and EMA weights."""
-
-    config: TrainConfig
-    normalization: Normalization
-    velocity: nn.Module
-    source: Path
-    calibration: Calibration | None = None
 
 
 def model_file(path: Path | str) -> Path:
@@ -96,21 +79,3 @@ def open_model(path: Path | str, use: Use, *, sampling: bool = False) -> ModelSo
         if refusal is not None:
             raise HazeMatchingError(refusal, source.path)
     return source
-
-
-def load_trained_model(path: Path | str) -> TrainedModel:
-    """The EMA network of a checkpoint file (or of run_dir/best.pt), in eval mode on CPU."""
-    file = resolve_checkpoint_path(Path(path))
-    return trained_model_from(load_checkpoint(file), file)
-
-
-def trained_model_from(checkpoint: Checkpoint, source: Path) -> TrainedModel:
-    """The EMA network of an already loaded checkpoint (read from `source`)."""
-    net = build_velocity_net(checkpoint.config.network, checkpoint.config.patch_size)
-    try:
-        net.load_state_dict(checkpoint.ema)
-    except RuntimeError as error:
-        raise HazeMatchingError("weights do not match the stored architecture", source) from error
-    return TrainedModel(
-        checkpoint.config, checkpoint.normalization, net.eval(), source, checkpoint.calibration
-    )

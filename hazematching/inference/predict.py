@@ -8,94 +8,30 @@ sampling and mapped back to target intensities afterwards (a package does both i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..bioimage.reading import channel_names as package_channel_names
-from ..bioimage.reading import load_package
+from .._version import __version__
 from ..config import BlockConfig, SamplingConfig
 from ..data.omezarr import ZarrImage, is_ome_zarr, read_ome_zarr
-from ..data.tiff import read_single, write_tiff
+from ..data.tiff import read_single
 from ..errors import HazeMatchingError
 from ..fileio import output_folder, write_json
-from ..plots import image_row
-from ..runtime import resolve_device
+from .blockwise import (
+    InProcess,
+    block_count,
+    blocks_record,
+    is_large,
+    predict_large,
+)
 from .bundled import bundled_model
-from .loader import TrainedModel, load_trained_model, open_model
-from .package import run_package
-from .sampler import MMSE_CHANNEL, STD_CHANNEL
-from .sampling import build_sampler, method_sampling, run_with_progress, tile_evaluations
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Results in target intensities: arrays of shape (planes, Y, X); samples (planes, K, Y, X)."""
-
-    mmse: np.ndarray
-    std: np.ndarray
-    samples: np.ndarray | None
-
-    def stacked(self) -> np.ndarray:
-        """(planes, C, Y, X) with channels mmse, std [, samples]: the layout of output files."""
-        channels = [self.mmse[:, None], self.std[:, None]]
-        if self.samples is not None:
-            channels.append(self.samples)
-        return np.concatenate(channels, axis=1)
-
-
-def predict_planes(
-    model: TrainedModel,
-    sampler: torch.jit.ScriptModule,
-    planes: np.ndarray,
-    bar: tqdm | None = None,
-) -> Prediction:
-    """Sample every plane of a (planes, Y, X) intensity array, one plane at a time."""
-    return _predict_planes(model, sampler, planes, bar.update if bar is not None else _ignore)
-
-
-def _predict_planes(
-    model: TrainedModel,
-    sampler: torch.jit.ScriptModule,
-    planes: np.ndarray,
-    on_tiles: Callable[[int], None],
-    origin: tuple[int, int] = (0, 0),
-) -> Prediction:
-    device = next(sampler.parameters()).device
-    outputs = []
-    with torch.no_grad():
-        for plane in planes:
-            hazy = torch.from_numpy(model.normalization.normalize_input(plane))[None, None]
-            result = run_with_progress(sampler, hazy.to(device), on_tiles, origin)
-            outputs.append(result[0].cpu().numpy())
-    stacked = np.stack(outputs)  # (planes, channels, Y, X), normalised units
-    norm = model.normalization
-    samples = stacked[:, 2:] if stacked.shape[1] > 2 else None
-    return Prediction(
-        mmse=norm.denormalize_target(stacked[:, MMSE_CHANNEL]),
-        std=norm.denormalize_target(stacked[:, STD_CHANNEL], is_std=True),
-        samples=norm.denormalize_target(samples) if samples is not None else None,
-    )
-
-
-def _ignore(tiles: int) -> None:
-    """Progress callback for runs without a bar."""
-
-
-def output_channel_names(sampling: SamplingConfig) -> list[str]:
-    """Names of the output channels, in order."""
-    names = ["mmse", "std"]
-    if sampling.keep_samples:
-        names += [f"sample_{k}" for k in range(sampling.samples)]
-    return names
-
+from .loader import open_model
+from .results import write_result
+from .runner import Runner, block_source, load_runner
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".zarr"}
-PREVIEW_SAMPLES = 2
 
 
 def split_model_argument(paths: list[Path]) -> tuple[Path, list[Path]]:
@@ -106,85 +42,6 @@ def split_model_argument(paths: list[Path]) -> tuple[Path, list[Path]]:
     if Path(paths[0]).suffix.lower() in IMAGE_SUFFIXES:
         return bundled_model(), list(paths)
     return Path(paths[0]), list(paths[1:])
-
-
-def write_result(
-    out_dir: Path, name: str, image: np.ndarray, stack: np.ndarray, names: list[str]
-) -> Path:
-    """Write `<name>.tif` (CYX for one plane, ZCYX for a stack) and the preview `<name>.png`.
-
-    The preview shows the middle plane: input | MMSE | std | the first samples when kept.
-    """
-    path = out_dir / f"{name}.tif"
-    if stack.shape[0] == 1:
-        write_tiff(path, stack[0], "CYX", names)
-    else:
-        write_tiff(path, stack, "ZCYX", names)
-    middle = stack.shape[0] // 2
-    shown = [(n, stack[middle, c]) for c, n in enumerate(names)][: 2 + PREVIEW_SAMPLES]
-    image_row(out_dir / f"{name}.png", [("input", image[middle]), *shown])
-    return path
-
-
-@dataclass(frozen=True)
-class Runner:
-    """A loaded model ready to dehaze images: the same numbers on every process that loads it.
-
-    `run(planes, on_progress, origin)` maps (planes, Y, X) intensities to (planes, C, Y, X)
-    outputs with channels `channel_names`, calling `on_progress(n)` as it goes; `origin` is where
-    the planes' top-left pixel lies in a larger image, (0, 0) for whole images (a package
-    samples whole images only). `units` names what it counts and `work(planes)` how many of them
-    one image takes. `settings` is what `predict.json` records.
-    """
-
-    channel_names: list[str]
-    settings: dict[str, object]
-    units: str
-    work: Callable[[np.ndarray], int]
-    run: Callable[[np.ndarray, Callable[[int], None], tuple[int, int]], np.ndarray]
-
-
-def load_runner(
-    model_path: Path, sampling: SamplingConfig | None = None, device: str = "auto"
-) -> Runner:
-    """Open a checkpoint (sampled with `sampling`, default `SamplingConfig()`) or a package
-    (which samples as baked in: `sampling` must be None) for prediction."""
-    source = open_model(model_path, "predict", sampling=sampling is not None)
-    if source.kind == "package":
-        descr = load_package(source.file)
-        torch_device = str(resolve_device(device))
-
-        def run_planes(
-            planes: np.ndarray, on_progress: Callable[[int], None], origin: tuple[int, int]
-        ) -> np.ndarray:
-            if origin != (0, 0):
-                raise HazeMatchingError(
-                    "a package samples whole images only; block-wise prediction needs the "
-                    "checkpoint it was exported from",
-                    source.file,
-                )
-            return run_package(descr, planes, torch_device, lambda: on_progress(1))
-
-        return Runner(package_channel_names(descr), {"package": True}, "plane", len, run_planes)
-    model = load_trained_model(source.file)
-    sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
-    sampler = build_sampler(model, sampling, resolve_device(device))
-
-    def sample_planes(
-        planes: np.ndarray, on_progress: Callable[[int], None], origin: tuple[int, int]
-    ) -> np.ndarray:
-        return _predict_planes(model, sampler, planes, on_progress, origin).stacked()
-
-    def tiles(planes: np.ndarray) -> int:
-        return len(planes) * tile_evaluations(sampler, *planes.shape[-2:])
-
-    return Runner(
-        output_channel_names(sampling),
-        sampling.model_dump(mode="json"),
-        "tile",
-        tiles,
-        sample_planes,
-    )
 
 
 def predict_image(
@@ -275,28 +132,16 @@ def predict(
     (OME-Zarr lazily) and checked before anything is computed or written; `predict.json`
     records the model and the settings.
     """
-    from .blockwise import (
-        InProcess,
-        block_count,
-        blocks_record,
-        blockwise_model,
-        is_large,
-        predict_large,
-    )
-
     blocks = blocks or BlockConfig()
     names = check_input_names(inputs)
     open_model(model_path, "predict", sampling=sampling is not None)  # a missing model first
     images = [read_input(Path(p), channel) for p in inputs]
     large = [is_large(image, blocks) for image in images]
-    block_model = None  # the checkpoint and sampling of the block path, resolved once
-    if any(large):
-        try:
-            block_model = blockwise_model(model_path, sampling)
-        except HazeMatchingError:
-            if any(isinstance(image, ZarrImage) for image in images):
-                raise  # refused before anything is written
-            large = [False] * len(images)  # a package without its checkpoint samples them whole
+    block_model = block_source(model_path, sampling) if any(large) else None  # resolved once
+    if block_model is not None and block_model.refusal is not None:
+        if any(isinstance(image, ZarrImage) for image in images):
+            block_model.require(model_path)  # refused before anything is written
+        large, block_model = [False] * len(images), None  # large TIFFs are sampled whole
     runner = load_runner(model_path, sampling, device) if not all(large) else None
     out_dir = Path(out_dir)
     output_folder(out_dir)
@@ -318,18 +163,22 @@ def predict(
             written.append(
                 predict_large(
                     InProcess(),
-                    *block_model,
-                    device,
-                    blocks,
-                    Path(inputs[i]),
+                    block_model,
                     images[i],
-                    names[i],
-                    out_dir,
-                    bar.update,
+                    source=Path(inputs[i]),
+                    name=names[i],
+                    out_dir=out_dir,
+                    config=blocks,
+                    device=device,
+                    on_block=bar.update,
                 )
             )
     record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
     if block_model is not None:  # resolved only when some image took the block path
-        record["blocks"] = blocks_record(blocks, *block_model, device)
+        record["blocks"] = blocks_record(blocks, block_model, device)
     write_json(out_dir / "predict.json", record)
     return written
+
+
+def _ignore(tiles: int) -> None:
+    """Progress callback for runs without a bar."""

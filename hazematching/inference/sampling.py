@@ -18,12 +18,12 @@ from torch import Tensor, nn
 from ..config import SamplingConfig, TrainConfig
 from ..data.normalization import Normalization
 from ..errors import CalibrationMismatch, HazeMatchingError
-from ..training.network import trace_velocity
-from ..uncertainty.calibration import Calibration
-from .sampler import EulerSampler
+from ..model.calibration import Calibration
+from ..model.network import trace_velocity
+from ..model.sampler import EulerSampler
 
 if TYPE_CHECKING:
-    from .loader import TrainedModel
+    from ..model.trained import TrainedModel
 
 
 def method_sampling(

@@ -20,8 +20,8 @@ from ..data.tiff import require_one_plane_axis
 from ..errors import HazeMatchingError
 from ..inference.bundled import bundled_model
 from ..inference.loader import open_model
-from ..inference.predict import Runner, load_runner
-from ..training.checkpoint import load_checkpoint
+from ..inference.runner import Runner, cached_runner
+from ..model.checkpoint import load_checkpoint
 
 
 class Cancelled(Exception):
@@ -81,7 +81,7 @@ def choose_model(path: Path | str | None) -> ModelChoice:
 
 def load(choice: ModelChoice, sampling: SamplingConfig, device: str = "auto") -> Runner:
     """The runner of a chosen model (a package samples as baked in, ignoring `sampling`)."""
-    return load_runner(choice.path, sampling if choice.takes_sampling else None, device)
+    return cached_runner(choice.path, sampling if choice.takes_sampling else None, device)
 
 
 def dehaze(

@@ -27,12 +27,12 @@ from ..data.simulate import simulation_record
 from ..data.unpaired import is_unpaired_folder
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
-from ..inference.loader import trained_model_from
+from ..model.checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
+from ..model.network import build_velocity_net
+from ..model.trained import trained_model_from
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
-from .checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
 from .ema import ema_update
 from .flow import GuidedFlowMatching, draw_times
-from .network import build_velocity_net
 from .reflow import PAIR_STREAMS, TeacherPairs, cached_pairs, draw_pairs
 from .unpaired_loop import train_unpaired
 

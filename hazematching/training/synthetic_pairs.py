@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..data.noise_model import NoiseModel
 from ..data.tiff import INPUT_CHANNEL, TARGET_CHANNEL, write_tiff
 from ..data.unpaired import load_unpaired
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
-from .checkpoint import load_checkpoint, resolve_checkpoint_path
+from ..model.checkpoint import load_checkpoint, resolve_checkpoint_path
 from .kernel import BlurKernel
 
 MANIFEST = "synthesis.json"

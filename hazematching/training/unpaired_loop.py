@@ -27,8 +27,9 @@ from ..data.simulate import PSF_FILE
 from ..data.tiff import read_single, write_tiff
 from ..data.unpaired import DomainPatches, UnpairedImages, load_unpaired, split_unpaired
 from ..fileio import output_folder, write_json
+from ..model.checkpoint import BEST, LAST, Checkpoint, save_checkpoint
+from ..model.network import build_velocity_net
 from ..plots import kernel_figure
-from .checkpoint import BEST, LAST, Checkpoint, save_checkpoint
 from .cyclegan import (
     HistoryBuffer,
     MultiScaleDiscriminator,
@@ -38,7 +39,6 @@ from .cyclegan import (
 )
 from .ema import ema_update
 from .kernel import BlurKernel, centre_crop, gaussian_kernel, kernel_distance, read_psf
-from .network import build_velocity_net
 
 _TRAIN_STREAM = 0
 _VAL_STREAM = 1

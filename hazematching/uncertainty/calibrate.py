@@ -20,12 +20,13 @@ from ..config import SamplingConfig
 from ..data.dataset import load_pairs, split_folder
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
-from ..inference.loader import open_model, trained_model_from
-from ..inference.predict import predict_planes
+from ..inference.loader import open_model
+from ..inference.planes import predict_planes
 from ..inference.sampling import build_sampler, method_sampling
+from ..model.calibration import Calibration, calibrate_arrays
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.trained import trained_model_from
 from ..runtime import resolve_device
-from ..training.checkpoint import load_checkpoint, save_checkpoint
-from .calibration import Calibration, calibrate_arrays
 from .plots import calibration_error_plot, calibration_plot
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from ..model.calibration import CalibrationBins, calibration_error
 from ..plots import save_figure
-from .calibration import CalibrationBins, calibration_error
 
 
 def calibration_plot(path: Path, before: CalibrationBins, after: CalibrationBins) -> None:

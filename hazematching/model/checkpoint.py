@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from .. import __version__
+from .._version import __version__
 from ..config import TrainConfig
 from ..data.normalization import Normalization
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path
-from ..uncertainty.calibration import Calibration
+from .calibration import Calibration
 
 FORMAT = "hazematching-checkpoint"
 FORMAT_VERSION = 1

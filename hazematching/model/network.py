@@ -17,7 +17,7 @@ from torch import nn
 from torchcfm.models.unet.unet import UNetModel
 
 from ..config import NetworkConfig
-from ..inference.sampler import VelocityNet
+from .sampler import VelocityNet
 
 IN_CHANNELS = 2  # x_t and the hazy guide, concatenated along channels
 OUT_CHANNELS = 1
