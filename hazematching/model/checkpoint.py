@@ -29,9 +29,9 @@ BEST = "best.pt"
 LAST = "last.pt"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Checkpoint:
-    """In-memory form of a checkpoint file."""
+    """In-memory form of a checkpoint file (built with keywords only)."""
 
     config: TrainConfig
     normalization: Normalization

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +212,19 @@ def _teacher_pairs(
     return cached_pairs(run_dir, key, {name: drawer(name) for name in counts})
 
 
-def _train(
+@dataclass
+class _TrainingData:
+    """What the steps draw from: patch samplers, the normalisation, the reflow pairs of a
+    student (None otherwise), the validator and the record of the data."""
+
+    train: PatchSampler
+    normalization: Normalization
+    reflow: TeacherPairs | None
+    validator: _Validator
+    record: dict[str, object]
+
+
+def _prepare_data(
     data_dir: Path,
     run_dir: Path,
     config: TrainConfig,
@@ -221,7 +233,10 @@ def _train(
     device: torch.device,
     group: ProcessGroup,
     progress: bool,
-) -> TrainResult:
+) -> _TrainingData:
+    """Load the pairs, fix the normalisation (a resumed run's or a teacher's, else the
+    training images'), open the run folder with the config, and draw a student's teacher pairs
+    (cached in the run folder)."""
     if is_unpaired_folder(data_dir):
         raise HazeMatchingError(
             f"holds unpaired widefield/ and confocal/ folders: method '{config.method}' needs "
@@ -244,82 +259,147 @@ def _train(
     if teacher is None:
         validator = _Validator.from_patches(val_sampler, config, device)
     else:
-        pairs = _teacher_pairs(
-            run_dir,
-            config,
-            teacher,
-            {"train": train_sampler, "val": val_sampler},
-            device,
-            progress,
-        )
+        samplers = {"train": train_sampler, "val": val_sampler}
+        pairs = _teacher_pairs(run_dir, config, teacher, samplers, device, progress)
         reflow, val = pairs["train"], pairs["val"]
         validator = _Validator(val.hazy, val.sample, val.noise, config, device)
+    record = _data_record(Path(data_dir), train_pairs, val_pairs)
+    return _TrainingData(train_sampler, normalization, reflow, validator, record)
 
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    net = build_velocity_net(config.network, config.patch_size).to(device)
-    if teacher is not None:
-        net.load_state_dict(teacher.ema)
-    ema = copy.deepcopy(net).eval()
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    start, best_val, history = 0, math.inf, []
-    if previous is not None:
-        net.load_state_dict(previous.model)
-        ema.load_state_dict(previous.ema)
-        optimizer.load_state_dict(previous.optimizer)
-        start, history = previous.step, list(previous.history)
-        best_val = previous.best_val_loss if previous.best_val_loss is not None else math.inf
-    model: nn.Module = DistributedDataParallel(net) if group.world > 1 else net
-    objective = GuidedFlowMatching(config.start_input, config.start_noise)
-    data = _data_record(Path(data_dir), train_pairs, val_pairs)
 
-    def checkpoint(step: int) -> Checkpoint:
+@dataclass
+class _TrainState:
+    """The network, its EMA copy and optimizer, and where the run stands."""
+
+    net: nn.Module
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    start: int = 0
+    best_val: float = math.inf
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        config: TrainConfig,
+        device: torch.device,
+        previous: Checkpoint | None,
+        teacher: Checkpoint | None,
+    ) -> _TrainState:
+        """Fresh weights (identical on every rank; a student starts as its teacher), or the
+        state of the run `previous` resumes."""
+        torch.manual_seed(config.seed)
+        net = build_velocity_net(config.network, config.patch_size).to(device)
+        if teacher is not None:
+            net.load_state_dict(teacher.ema)
+        state = cls(
+            net,
+            copy.deepcopy(net).eval(),
+            torch.optim.Adam(net.parameters(), lr=config.learning_rate),
+        )
+        if previous is not None:
+            state.net.load_state_dict(previous.model)
+            state.ema.load_state_dict(previous.ema)
+            state.optimizer.load_state_dict(previous.optimizer)
+            state.start, state.history = previous.step, list(previous.history)
+            if previous.best_val_loss is not None:
+                state.best_val = previous.best_val_loss
+        return state
+
+    def checkpoint(self, config: TrainConfig, data: _TrainingData, step: int) -> Checkpoint:
+        """The checkpoint of this state at `step`."""
         return Checkpoint(
-            config,
-            normalization,
-            step,
-            net.state_dict(),
-            ema.state_dict(),
-            optimizer.state_dict(),
-            best_val,
-            history,
-            data,
+            config=config,
+            normalization=data.normalization,
+            step=step,
+            model=self.net.state_dict(),
+            ema=self.ema.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            best_val_loss=self.best_val,
+            history=self.history,
+            data=data.record,
         )
 
+
+def _step(
+    state: _TrainState,
+    model: nn.Module,
+    objective: GuidedFlowMatching,
+    data: _TrainingData,
+    config: TrainConfig,
+    step: int,
+    rank: int,
+    device: torch.device,
+) -> float:
+    """One optimizer step on a batch drawn from the step's own random stream; the loss."""
+    rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step, rank])
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    if data.reflow is None:
+        hazy, target = (
+            torch.from_numpy(a).to(device) for a in data.train.sample(rng, config.batch_size)
+        )
+        noise = torch.randn(target.shape, generator=generator).to(device)
+    else:
+        hazy, noise, target = (a.to(device) for a in data.reflow.batch(rng, config.batch_size))
+    t = draw_times(generator, config.batch_size, config.times).to(device)
+    loss = objective.loss(model, hazy, target, noise, t)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    ema_update(state.ema, state.net, config.ema_decay, step)
+    return loss.item()
+
+
+def _validate_and_save(
+    state: _TrainState,
+    objective: GuidedFlowMatching,
+    data: _TrainingData,
+    config: TrainConfig,
+    run_dir: Path,
+    done: int,
+    train_loss: float,
+) -> float:
+    """Validate the EMA network after `done` steps, record it, keep the best and the last
+    checkpoint and the history; the validation loss."""
+    val_loss = data.validator.loss(state.ema, objective)
+    state.history.append({"step": done, "train_loss": train_loss, "val_loss": val_loss})
+    if val_loss < state.best_val:
+        state.best_val = val_loss
+        save_checkpoint(run_dir / BEST, state.checkpoint(config, data, done))
+    save_checkpoint(run_dir / LAST, state.checkpoint(config, data, done))
+    write_json(run_dir / "history.json", state.history)
+    return val_loss
+
+
+def _train(
+    data_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    previous: Checkpoint | None,
+    teacher: Checkpoint | None,
+    device: torch.device,
+    group: ProcessGroup,
+    progress: bool,
+) -> TrainResult:
+    data = _prepare_data(data_dir, run_dir, config, previous, teacher, device, group, progress)
+    state = _TrainState.create(config, device, previous, teacher)
+    model: nn.Module = DistributedDataParallel(state.net) if group.world > 1 else state.net
+    objective = GuidedFlowMatching(config.start_input, config.start_noise)
     bar = tqdm(
         total=config.steps,
-        initial=start,
+        initial=state.start,
         desc="train",
         unit="step",
         disable=not (progress and group.is_main),
     )
-    net.train()
-    for step in range(start, config.steps):
-        rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step, group.rank])
-        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        if reflow is None:
-            hazy, target = (
-                torch.from_numpy(a).to(device) for a in train_sampler.sample(rng, config.batch_size)
-            )
-            noise = torch.randn(target.shape, generator=generator).to(device)
-        else:
-            hazy, noise, target = (a.to(device) for a in reflow.batch(rng, config.batch_size))
-        t = draw_times(generator, config.batch_size, config.times).to(device)
-        loss = objective.loss(model, hazy, target, noise, t)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        ema_update(ema, net, config.ema_decay, step)
+    state.net.train()
+    for step in range(state.start, config.steps):
+        loss = _step(state, model, objective, data, config, step, group.rank, device)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss:.4f}")
         done = step + 1
         if group.is_main and (done % config.val_every == 0 or done == config.steps):
-            val_loss = validator.loss(ema, objective)
-            history.append({"step": done, "train_loss": loss.item(), "val_loss": val_loss})
-            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
-            if val_loss < best_val:
-                best_val = val_loss
-                save_checkpoint(run_dir / BEST, checkpoint(done))
-            save_checkpoint(run_dir / LAST, checkpoint(done))
-            write_json(run_dir / "history.json", history)
+            val_loss = _validate_and_save(state, objective, data, config, run_dir, done, loss)
+            bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}")
     bar.close()
-    return TrainResult(run_dir / BEST, run_dir / LAST, config.steps, best_val, history)
+    return TrainResult(run_dir / BEST, run_dir / LAST, config.steps, state.best_val, state.history)

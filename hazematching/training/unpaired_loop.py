@@ -143,15 +143,15 @@ def train_unpaired(
 
     def save(step: int) -> None:
         checkpoint = Checkpoint(
-            config,
-            normalization,
-            step,
-            net.state_dict(),
-            ema.state_dict(),
-            optimizer.state_dict(),
-            None,
-            history,
-            data_record,
+            config=config,
+            normalization=normalization,
+            step=step,
+            model=net.state_dict(),
+            ema=ema.state_dict(),
+            optimizer=optimizer.state_dict(),
+            best_val_loss=None,
+            history=history,
+            data=data_record,
             extra={
                 "kernel": kernel.state_dict(),
                 "discriminators": {side: critics[side].state_dict() for side in _SIDES},
