@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -22,7 +22,6 @@ from .config import (
     CycleGANConfig,
     NetworkConfig,
     RandomizationConfig,
-    RobustnessPlan,
     SamplingConfig,
     SimulationConfig,
     TrainConfig,
@@ -91,9 +90,30 @@ _STEPS_DEFAULT = (
 )
 
 
+# Options several commands share, declared once; a command only names them.
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto]")]
+ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
+SamplesOption = Annotated[
+    int | None,
+    typer.Option(help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"),
+]
+StepsOption = Annotated[int | None, typer.Option(help=f"Euler steps {_STEPS_DEFAULT}")]
+NoiseSeedOption = Annotated[
+    int | None, typer.Option(help=f"noise seed {_default(SamplingConfig, 'seed')}")
+]
+
+
 def _build(model: type[C], base: dict[str, Any], **options: Any) -> C:
     """Validate `base` updated with every option the user actually gave (not None)."""
     return model.model_validate({**base, **{k: v for k, v in options.items() if v is not None}})
+
+
+def _sampling(base: SamplingConfig | None = None, **options: Any) -> SamplingConfig | None:
+    """The sampling settings: `base` (None: the model's own) with the options given on top,
+    or `base` itself when none was given."""
+    if all(value is None for value in options.values()):
+        return base
+    return _build(SamplingConfig, base.model_dump() if base else {}, **options)
 
 
 def _number_tuple(text: str | None, kind: type[N]) -> tuple[N, ...] | None:
@@ -154,7 +174,7 @@ def simulate(
         help="TOML file of randomisation ranges (fields of RandomizationConfig; unnamed ones keep "
         "their defaults); implies --randomize",
     ),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    progress: ProgressOption = True,
 ) -> None:
     """Simulate paired widefield (hazy) / confocal (clean) images as 2-channel TIFFs."""
     from .data.simulate import simulate as run
@@ -260,12 +280,12 @@ def train(
         None, help=f"steps between validations {_default(TrainConfig, 'val_every')}"
     ),
     seed: int = typer.Option(None, help=f"random seed {_default(TrainConfig, 'seed')}"),
-    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    device: DeviceOption = None,
     config: Path = typer.Option(
         None, help="a config.json of an earlier run to start from (options override it)"
     ),
     resume: bool = typer.Option(False, help="continue the run in --out from its last.pt"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    progress: ProgressOption = True,
 ) -> None:
     """Train on paired images (HazeMatching or a baseline), or on unpaired ones (cyclegan).
 
@@ -327,7 +347,7 @@ def synthesize(
     out: Path = typer.Option(..., "--out", help="folder for the synthetic pairs"),
     copies: int = typer.Option(1, help="synthetic widefield images (noise draws) per confocal one"),
     seed: int = typer.Option(0, help="seed of the noise"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    progress: ProgressOption = True,
 ) -> None:
     """Make training pairs without pairs: blur the confocal images with a cyclegan run's learned
     kernel and add noise fitted to the widefield images; `train` HazeMatching on --out."""
@@ -348,11 +368,9 @@ def predict(
         "or OME-Zarr images (sampled block by block)",
     ),
     out: Path = typer.Option(..., "--out", help="folder for the outputs"),
-    samples: int = typer.Option(
-        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
-    ),
-    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
-    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    samples: SamplesOption = None,
+    steps: StepsOption = None,
+    seed: NoiseSeedOption = None,
     batch_size: int = typer.Option(
         None, help=f"samples per network pass {_default(SamplingConfig, 'batch_size')}"
     ),
@@ -368,7 +386,7 @@ def predict(
     channel: int = typer.Option(
         None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
     ),
-    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
+    device: DeviceOption = None,
     workers: int = typer.Option(
         None,
         help="run on a local Dask cluster of this many worker processes, one image per task; "
@@ -392,7 +410,7 @@ def predict(
         help="TIFF planes with more pixels than this are sampled block by block "
         f"{_default(BlockConfig, 'above')}",
     ),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    progress: ProgressOption = True,
 ) -> None:
     """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs or OME-Zarr, and
     PNG previews."""
@@ -401,17 +419,15 @@ def predict(
 
     model, inputs = split_model_argument(paths)
 
-    options = {
-        "samples": samples,
-        "steps": steps,
-        "seed": seed,
-        "batch_size": batch_size,
-        "keep_samples": keep_samples,
-        "tile": tile,
-        "overlap": overlap,
-    }
-    given = any(value is not None for value in options.values())
-    sampling = _build(SamplingConfig, {}, **options) if given else None
+    sampling = _sampling(
+        samples=samples,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        keep_samples=keep_samples,
+        tile=tile,
+        overlap=overlap,
+    )
     blocks = _build(BlockConfig, {}, block=block, halo=halo, above=block_above)
     if workers is None and scheduler is None:
         written = run(
@@ -459,19 +475,17 @@ def calibrate(
     model: Path = typer.Argument(..., help="checkpoint (.pt) or run folder"),
     data_dir: Path = typer.Argument(..., help="paired data; its val/ split is used if present"),
     out: Path = typer.Option(None, "--out", help="report folder [default: RUN/calibration]"),
-    samples: int = typer.Option(
-        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
-    ),
-    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
-    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    samples: SamplesOption = None,
+    steps: StepsOption = None,
+    seed: NoiseSeedOption = None,
     bins: int = typer.Option(20, help="bins of predicted std (equal pixel counts)"),
-    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    device: DeviceOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Fit std = scale * std + offset on validation pairs and store it in the checkpoint."""
     from .uncertainty.calibrate import calibrate as run
 
-    sampling = _build(SamplingConfig, {}, samples=samples, steps=steps, seed=seed)
+    sampling = _sampling(SamplingConfig(), samples=samples, steps=steps, seed=seed)
     result = run(
         model, data_dir, out, sampling, bins=bins, device=device or "auto", progress=progress
     )
@@ -494,29 +508,22 @@ def evaluate(
     data_dir: Path = typer.Argument(..., help="paired data; its test/ split is used if present"),
     out: Path = typer.Option(..., "--out", help="report folder (methods accumulate in it)"),
     name: str = typer.Option(None, help="method name in the report [default: from the model]"),
-    samples: int = typer.Option(
-        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
-    ),
-    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
-    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
+    samples: SamplesOption = None,
+    steps: StepsOption = None,
+    seed: NoiseSeedOption = None,
     alexnet_weights: Path = typer.Option(None, help="torchvision AlexNet weights (LPIPS)"),
     lpips_weights: Path = typer.Option(None, help="LPIPS v0.1 AlexNet linear layers (LPIPS)"),
     inception_weights: Path = typer.Option(None, help="torchvision Inception-v3 weights (FID)"),
     bins: int = typer.Option(20, help="bins of predicted std for the calibration check"),
     figures: int = typer.Option(None, help="per-image figures for the first N images [all]"),
-    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    device: DeviceOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Measure distortion, realism and calibration on held-out pairs; add them to a report."""
     from .evaluation.compute import PerceptualWeights
     from .evaluation.compute import evaluate as run
 
-    options = {"samples": samples, "steps": steps, "seed": seed}
-    sampling = (
-        _build(SamplingConfig, {}, **options)
-        if any(v is not None for v in options.values())
-        else None
-    )
+    sampling = _sampling(samples=samples, steps=steps, seed=seed)
     weights = PerceptualWeights(alexnet_weights, lpips_weights, inception_weights)
     for line in weights.skipped():
         typer.echo(line, err=True)
@@ -539,16 +546,15 @@ def evaluate(
     )
 
 
-def _external_condition(item: str) -> tuple[str, dict[str, object]]:
-    """'NAME=FOLDER' -> (NAME, a condition reading FOLDER)."""
-    name, sep, folder = item.partition("=")
-    if not sep or not name or not folder:
-        raise HazeMatchingError(f"--data takes NAME=FOLDER, got {item!r}")
-    return name, {
-        "description": f"paired images of {folder}, not from this simulator",
-        "out_of_range": "another data source",
-        "data": folder,
-    }
+def _external_data(items: list[str]) -> dict[str, Path]:
+    """'NAME=FOLDER' options -> {NAME: FOLDER}."""
+    found = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise HazeMatchingError(f"--data takes NAME=FOLDER, got {item!r}")
+        found[name] = Path(folder)
+    return found
 
 
 @app.command()
@@ -569,36 +575,18 @@ def robustness(
         help="NAME=FOLDER: add a held-out condition of paired images not simulated here (e.g. "
         "from another simulator or microscope); repeatable",
     ),
-    samples: int = typer.Option(
-        None, help=f"posterior samples per image {_default(SamplingConfig, 'samples')}"
-    ),
-    steps: int = typer.Option(None, help=f"Euler steps {_STEPS_DEFAULT}"),
-    seed: int = typer.Option(None, help=f"noise seed {_default(SamplingConfig, 'seed')}"),
-    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    samples: SamplesOption = None,
+    steps: StepsOption = None,
+    seed: NoiseSeedOption = None,
+    device: DeviceOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Measure models on held-out conditions outside their training ranges; write a table."""
-    from .evaluation.robustness import ModelEntry
+    from .evaluation.robustness import ModelEntry, load_plan
     from .evaluation.robustness import robustness as run
 
-    plan = load_toml(conditions, RobustnessPlan, "robustness plan")
-    stored = plan.model_dump()
-    for condition in stored["conditions"].values():  # like recipes: relative to the plan file
-        if condition["data"] is not None and not Path(condition["data"]).is_absolute():
-            condition["data"] = Path(conditions).parent / condition["data"]
-    extra = dict(_external_condition(item) for item in data or [])
-    clash = sorted(set(extra) & set(stored["conditions"]))
-    if clash:
-        raise HazeMatchingError(f"--data names {clash} are conditions of the plan already")
-    plan = RobustnessPlan.model_validate(
-        {**stored, "conditions": {**stored["conditions"], **extra}}
-    )
-    options = {"samples": samples, "steps": steps, "seed": seed}
-    sampling = (
-        _build(SamplingConfig, {}, **options)
-        if any(v is not None for v in options.values())
-        else None
-    )
+    plan = load_plan(conditions, _external_data(data or []))
+    sampling = _sampling(samples=samples, steps=steps, seed=seed)
     given = [n.strip() for n in names.split(",")] if names else []
     if given and len(given) != len(models):
         raise HazeMatchingError(f"--names gives {len(given)} names for {len(models)} models")
@@ -619,7 +607,7 @@ def richardson_lucy(
         None, help="2D PSF TIFF, centred [default: DATA_DIR/widefield_psf.tif of the simulator]"
     ),
     max_iterations: int = typer.Option(100, help="iteration counts tried: 1 .. this"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    progress: ProgressOption = True,
 ) -> None:
     """Richardson-Lucy baseline: pick the iteration count on validation pairs, save the model."""
     from .data.simulate import PSF_FILE
@@ -685,11 +673,8 @@ def export(
     from .export.recipe import ExportRecipe, default_recipe, load_recipe
 
     base = load_recipe(recipe) if recipe is not None else default_recipe()
-    options = {"samples": samples, "steps": steps, "seed": seed, "keep_samples": keep_samples}
-    sampling = (
-        _build(SamplingConfig, (base.sampling or SamplingConfig()).model_dump(), **options)
-        if any(value is not None for value in options.values())
-        else base.sampling
+    sampling = _sampling(
+        base.sampling, samples=samples, steps=steps, seed=seed, keep_samples=keep_samples
     )
     settings = _build(
         ExportRecipe,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RobustnessPlan, SamplingConfig, SimulationConfig
+from ..config import RobustnessPlan, SamplingConfig, SimulationConfig, load_toml
 from ..data.randomization import DRAWN
 from ..data.simulate import simulate
 from ..errors import HazeMatchingError
@@ -35,6 +35,30 @@ class ModelEntry:
 
     name: str
     path: Path
+
+
+def load_plan(path: Path, external: dict[str, Path] | None = None) -> RobustnessPlan:
+    """A TOML plan, its conditions' data folders taken relative to the plan file (as recipes
+    do), with one more condition per `external` entry: NAME -> a folder of paired images not
+    from this simulator (another simulator, a microscope)."""
+    stored = load_toml(path, RobustnessPlan, "robustness plan").model_dump()
+    for condition in stored["conditions"].values():
+        if condition["data"] is not None and not Path(condition["data"]).is_absolute():
+            condition["data"] = Path(path).parent / condition["data"]
+    extra = {
+        name: {
+            "description": f"paired images of {folder}, not from this simulator",
+            "out_of_range": "another data source",
+            "data": folder,
+        }
+        for name, folder in (external or {}).items()
+    }
+    clash = sorted(set(extra) & set(stored["conditions"]))
+    if clash:
+        raise HazeMatchingError(f"--data names {clash} are conditions of the plan already")
+    return RobustnessPlan.model_validate(
+        {**stored, "conditions": {**stored["conditions"], **extra}}
+    )
 
 
 def condition_config(plan: RobustnessPlan, name: str) -> SimulationConfig:
