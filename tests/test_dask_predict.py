@@ -157,9 +157,9 @@ def test_each_worker_loads_the_model_once_and_the_environment_is_given_back(
         predict_distributed(trained.best, images, tmp_path, fresh, SAMPLING, progress=False)
 
         def loaded() -> list[tuple[str, str, str]]:
-            from hazematching.inference.runner import loaded_runners
+            from hazematching.inference import runner
 
-            return loaded_runners()
+            return sorted(runner._LOADED)
 
         held = [keys for keys in fresh.run(loaded).values() if keys]
     assert held and all(len(keys) == 1 for keys in held)

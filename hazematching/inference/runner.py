@@ -108,11 +108,6 @@ def cached_runner(model: Path, sampling: SamplingConfig | None, device: str) -> 
     return _LOADED[key]
 
 
-def loaded_runners() -> list[tuple[str, str, str]]:
-    """The (model file stamp, sampling, device) of every runner this process holds."""
-    return sorted(_LOADED)
-
-
 #: Where a package keeps the checkpoint it was exported from (the build script puts it there).
 PACKAGE_CHECKPOINT = Path("training") / "best.pt"
 
