@@ -1,1 +1,1 @@
-"""Inference: the sampler packages carry, building and driving it, prediction, running packages."""
+"""Inference: building and driving the sampler, runners, prediction, blocks, running packages."""

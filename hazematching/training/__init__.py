@@ -1,1 +1,1 @@
-"""Training: the flow-matching objective, velocity network, checkpoints, loop, Richardson-Lucy."""
+"""Training: the flow-matching objective, the loop, reflow, unpaired training, the RL fit."""

@@ -1,1 +1,1 @@
-"""Uncertainty: calibration maths (`calibration`) and the calibrate command (`calibrate`)."""
+"""Uncertainty: the calibrate command and its plots (the maths is in `model/calibration.py`)."""
