@@ -4,7 +4,7 @@ One input (batch, channel, y, x), one output whose channels are mmse, std [, sam
 shape QuPath, ilastik and deepImageJ accept. The scripted sampler maps intensities to the
 network's z-scores and back by itself, so the description declares no pre- or postprocessing
 (beyond the `ensure_dtype` bioimageio.spec adds): consumer tools implement those steps unevenly
-(see `inference/sampler.py`), and a model without them gives the same numbers in every tool.
+(see `model/sampler.py`), and a model without them gives the same numbers in every tool.
 """
 
 from __future__ import annotations
