@@ -1,7 +1,7 @@
 """Per-channel z-score statistics computed on the training images and stored with the model.
 
 The formula (x - mean) / (std + eps) is the one of BioImage.IO's `fixed_zero_mean_unit_variance`;
-an exported package applies it inside its sampler (`intensity_kwargs` in `inference/sampling.py`).
+an exported package applies it inside its sampler (`sampler_kwargs` in `inference/sampling.py`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ from ..inference.loader import open_model
 from ..inference.runner import output_channel_names
 from ..inference.sampling import (
     build_sampler,
-    intensity_kwargs,
     method_sampling,
     sampler_kwargs,
 )
@@ -168,10 +167,9 @@ def export_package(
             f"size {smallest} (halo {halo}); raise test_size or lower halo",
             source,
         )
-    kwargs = {
-        **sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration),
-        **intensity_kwargs(checkpoint.normalization),
-    }
+    kwargs = sampler_kwargs(
+        checkpoint.config, sampling, checkpoint.calibration, checkpoint.normalization
+    )
     evaluation = evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
     robustness = robustness_markdown(recipe.robustness, checkpoint_path)
 

@@ -32,6 +32,7 @@ from ..data.omezarr import ZarrImage, is_ome_zarr, ome_zarr_output, read_ome_zar
 from ..errors import HazeMatchingError
 from ..fileio import file_stamp
 from .blocks import BlockGrid, assemble
+from .planes import no_progress
 from .results import write_result
 from .runner import BlockSource, Runner, cached_runner
 
@@ -82,9 +83,10 @@ def sample_block(blocks: BlockSource, device: str, source: str, region: Region) 
             f"columns {region.cols[0]}-{region.cols[1]})",
             source,
         )
-    return block_runner(blocks, device).run(data[None], _ignore, (region.rows[0], region.cols[0]))[
-        0
-    ]
+    # blocks report progress as whole blocks, not tiles
+    return block_runner(blocks, device).run(
+        data[None], no_progress, (region.rows[0], region.cols[0])
+    )[0]
 
 
 def block_runner(blocks: BlockSource, device: str) -> Runner:
@@ -92,10 +94,6 @@ def block_runner(blocks: BlockSource, device: str) -> Runner:
     if blocks.checkpoint is None:
         raise HazeMatchingError(str(blocks.refusal))
     return cached_runner(blocks.checkpoint, blocks.sampling, device)
-
-
-def _ignore(tiles: int) -> None:
-    """Blocks report progress as whole blocks, not tiles."""
 
 
 class Executor(Protocol):

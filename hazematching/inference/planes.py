@@ -41,7 +41,7 @@ def predict_planes(
     bar: tqdm | None = None,
 ) -> Prediction:
     """Sample every plane of a (planes, Y, X) intensity array, one plane at a time."""
-    return sample_planes(model, sampler, planes, bar.update if bar is not None else _ignore)
+    return sample_planes(model, sampler, planes, bar.update if bar is not None else no_progress)
 
 
 def sample_planes(
@@ -70,5 +70,5 @@ def sample_planes(
     )
 
 
-def _ignore(tiles: int) -> None:
-    """Progress callback for runs without a bar."""
+def no_progress(count: int) -> None:
+    """Progress callback for runs that report none (no bar, or blocks counted whole)."""

@@ -28,6 +28,7 @@ from .blockwise import (
 )
 from .bundled import bundled_model
 from .loader import open_model
+from .planes import no_progress
 from .results import write_result
 from .runner import Runner, block_source, load_runner
 
@@ -52,7 +53,7 @@ def predict_image(
     on_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` and its `.png` preview."""
-    stack = runner.run(image, on_progress or _ignore, (0, 0))
+    stack = runner.run(image, on_progress or no_progress, (0, 0))
     return write_result(out_dir, name, image, stack, runner.channel_names)
 
 
@@ -178,7 +179,3 @@ def predict(
         record["blocks"] = blocks_record(blocks, block_model, device)
     write_json(out_dir / "predict.json", record)
     return written
-
-
-def _ignore(tiles: int) -> None:
-    """Progress callback for runs without a bar."""

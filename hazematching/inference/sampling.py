@@ -45,12 +45,21 @@ def method_sampling(
 
 
 def sampler_kwargs(
-    config: TrainConfig, sampling: SamplingConfig, calibration: Calibration | None
+    config: TrainConfig,
+    sampling: SamplingConfig,
+    calibration: Calibration | None,
+    normalization: Normalization | None = None,
 ) -> dict[str, object]:
-    """Keyword arguments of `EulerSampler` (plain data) for a model and sampling settings."""
+    """Keyword arguments of `EulerSampler` (plain data) for a model and sampling settings.
+
+    With `normalization` the sampler maps intensities in and out with it, as a package's
+    sampler does (both its TorchScript and its state-dict architecture get these arguments), so
+    it takes and returns intensities by itself (see the module docstring of `sampler.py`);
+    without, it keeps the identity maps, and the library normalises outside.
+    """
     sampling = method_sampling(config, sampling)
     tile, overlap = sampling.tiling(config.patch_size)
-    return {
+    kwargs: dict[str, object] = {
         "steps": sampling.steps,
         "samples": sampling.samples,
         "seed": sampling.seed,
@@ -64,21 +73,14 @@ def sampler_kwargs(
         "start_input": config.start_input,
         "start_noise": config.start_noise,
     }
-
-
-def intensity_kwargs(normalization: Normalization) -> dict[str, float]:
-    """`EulerSampler` arguments that map intensities in and out with a model's normalisation.
-
-    A package's sampler carries them, so it takes and returns intensities by itself (see the
-    module docstring of `sampler.py`); the library's sampler keeps the identity maps and
-    normalises outside.
-    """
-    return {
-        "input_offset": normalization.input_mean,
-        "input_scale": normalization.input_scale,
-        "output_offset": normalization.target_mean,
-        "output_scale": normalization.target_scale,
-    }
+    if normalization is not None:
+        kwargs.update(
+            input_offset=normalization.input_mean,
+            input_scale=normalization.input_scale,
+            output_offset=normalization.target_mean,
+            output_scale=normalization.target_scale,
+        )
+    return kwargs
 
 
 class ChannelsLast(nn.Module):
@@ -113,7 +115,7 @@ def build_sampler(
     differs from the one the calibration was fitted at. On CPU the network runs channels_last
     (faster) unless `channels_last` is False, as for packages, whose sampler stays in the default
     layout that every consumer and the state-dict weights share. With `intensities` it takes and
-    returns intensities, the model's normalisation inside (`intensity_kwargs`), as packages do.
+    returns intensities, the model's normalisation inside (`sampler_kwargs`), as packages do.
     """
     sampling = method_sampling(model.config, sampling, model.calibration)
     calibration = model.calibration if calibrated else None
@@ -127,8 +129,12 @@ def build_sampler(
             trace_velocity(
                 ChannelsLast(model.velocity) if fast else model.velocity, model.config.patch_size
             ),
-            **sampler_kwargs(model.config, sampling, calibration),
-            **(intensity_kwargs(model.normalization) if intensities else {}),
+            **sampler_kwargs(
+                model.config,
+                sampling,
+                calibration,
+                model.normalization if intensities else None,
+            ),
         )
     except ValueError as error:
         raise HazeMatchingError(str(error)) from error
