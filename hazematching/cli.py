@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -103,9 +104,27 @@ NoiseSeedOption = Annotated[
 ]
 
 
-def _build(model: type[C], base: dict[str, Any], **options: Any) -> C:
-    """Validate `base` updated with every option the user actually gave (not None)."""
-    return model.model_validate({**base, **{k: v for k, v in options.items() if v is not None}})
+def _build(
+    model: type[C], base: dict[str, Any], flags: dict[str, str] | None = None, **options: Any
+) -> C:
+    """Validate `base` updated with every option the user actually gave (not None).
+
+    A validation error names the command-line flags: a field is `--field-name` unless `flags`
+    maps it to another (e.g. `thickness_um` -> `--thickness`), whether it is the field that
+    failed or a field a whole-object check names in its message.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return model.model_validate({**base, **given})
+    except ValidationError as error:
+        names = {name: "--" + name.replace("_", "-") for name in options} | (flags or {})
+        # field names with an underscore (or mapped explicitly) cannot be plain words
+        named = sorted((n for n in names if "_" in n or n in (flags or {})), key=len, reverse=True)
+        message = describe_validation_error(error)
+        if named:
+            pattern = r"\b(" + "|".join(map(re.escape, named)) + r")\b"
+            message = re.sub(pattern, lambda match: names[match.group(1)], message)
+        raise HazeMatchingError(f"invalid option ({message})") from error
 
 
 def _sampling(base: SamplingConfig | None = None, **options: Any) -> SamplingConfig | None:
@@ -186,23 +205,10 @@ def simulate(
         if randomize
         else None
     )
-    fixed = {
-        "--thickness": thickness,
-        "--widefield-photons": widefield_photons,
-        "--confocal-photons": confocal_photons,
-        "--read-noise": read_noise,
-        "--defocus-brightness": defocus_brightness,
-    }
-    given = [option for option, value in fixed.items() if value is not None]
-    if randomization is not None and given:
-        raise HazeMatchingError(
-            f"{', '.join(given)}: drawn from the ranges when randomising; pin the range in a "
-            "--ranges file instead"
-        )
-
     config = _build(
         SimulationConfig,
         {},
+        {"thickness_um": "--thickness", "randomize": "--randomize/--ranges"},
         pairs=pairs,
         size=size,
         seed=seed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -196,10 +196,46 @@ class SimulationConfig(StrictModel):
             raise ValueError("aberrations need psf_model 'scalar' (the others are aberration-free)")
         return self
 
+    @model_validator(mode="after")
+    def _drawn_factors_not_fixed(self) -> SimulationConfig:
+        if self.randomize is None:
+            return self
+        fixed = [
+            name
+            for name in DRAWN
+            if getattr(self, name) != SimulationConfig.model_fields[name].default
+        ]
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)}: drawn from the ranges (randomize) for every pair, which "
+                "would replace the value given; pin their ranges there instead"
+            )
+        return self
+
     @property
     def planes(self) -> int:
         """Number of axial planes of the simulated volume."""
         return max(1, round(self.thickness_um / self.z_step_um))
+
+
+#: Range fields of RandomizationConfig drawn straight into the SimulationConfig field of that
+#: name (the NA is drawn below the immersion index, the structures one by one).
+DIRECT = tuple(
+    name
+    for name in RandomizationConfig.model_fields
+    if name in SimulationConfig.model_fields and name != "numerical_aperture"
+)
+STRUCTURES: tuple[str, ...] = get_args(Structure)
+#: What a draw sets: recorded per pair in simulation.json.
+DRAWN = (
+    *DIRECT,
+    "psf_model",
+    "numerical_aperture",
+    "excitation_nm",
+    "widefield_gain",
+    "confocal_gain",
+    *STRUCTURES,
+)
 
 
 class RobustnessCondition(StrictModel):

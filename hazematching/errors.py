@@ -21,10 +21,15 @@ class HazeMatchingError(Exception):
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """All problems of a pydantic validation error on one line: `field: message; ...`."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
-    )
+    """All problems of a pydantic validation error on one line: `field: message; ...` (a
+    problem of the whole object, such as two fields that conflict, without a field)."""
+
+    def one(problem: dict) -> str:
+        message = problem["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in problem["loc"])
+        return f"{where}: {message}" if where else message
+
+    return "; ".join(one(problem) for problem in error.errors())
 
 
 class CalibrationMismatch(UserWarning):

@@ -91,7 +91,8 @@ def test_unet_is_a_point_predictor(unet_run: TrainResult, sim_dir: Path) -> None
     assert np.count_nonzero(result.std) == 0
     assert np.isfinite(result.mmse).all() and not np.allclose(result.mmse, result.mmse.mean())
     # the trained residual reaches the output: the estimate is not the (normalised) start
-    start = torch.from_numpy(model.normalization.normalize_input(hazy))[None, None]
+    intensities = model.normalization.intensity_map(hazy)
+    start = torch.from_numpy(intensities.normalize_input(hazy))[None, None]
     with torch.no_grad():
         estimate = sampler(start)[:, 0:1]
     assert (estimate - start).abs().mean() > 1e-3

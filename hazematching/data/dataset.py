@@ -159,8 +159,9 @@ class PatchSampler:
 
     def __init__(self, pairs: PairedImages, normalization: Normalization, patch_size: int):
         require_min_size(pairs.inputs, pairs.sources, patch_size, "the patch size")
-        self.inputs = [normalization.normalize_input(x) for x in pairs.inputs]
-        self.targets = [normalization.normalize_target(y) for y in pairs.targets]
+        maps = [normalization.intensity_map(x) for x in pairs.inputs]
+        self.inputs = [m.normalize_input(x) for m, x in zip(maps, pairs.inputs, strict=True)]
+        self.targets = [m.normalize_target(y) for m, y in zip(maps, pairs.targets, strict=True)]
         self.patch_size = patch_size
         self.weights = area_weights(self.inputs)
 

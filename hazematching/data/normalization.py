@@ -1,15 +1,28 @@
-"""Per-channel z-score statistics computed on the training images and stored with the model.
+"""How a model maps intensities to network units: one decision, chosen at training and stored.
 
-The formula (x - mean) / (std + eps) is the one of BioImage.IO's `fixed_zero_mean_unit_variance`;
-an exported package applies it inside its sampler (`sampler_kwargs` in `inference/sampling.py`).
+A normalisation is one member of the `Normalization` union, keyed on its `mode`:
+
+- `dataset`: a fixed per-channel z-score of the training images (the hazy ones for the input,
+  the clean ones for the target), the formula of BioImage.IO's `fixed_zero_mean_unit_variance`.
+  Right for a user's own microscope, whose intensities match its training pairs.
+- `per-image`: each whole input image is mapped by its own robust percentiles (CSBDeep/CARE's
+  choice), and the result is mapped back with the same affine map, so a gain, an offset or another
+  bit depth changes nothing but the units of the result.
+
+Every path (training patches, library prediction, the block path, packages) asks the
+normalisation for the `IntensityMap` of a whole input image and applies that one map; the block
+path computes it once per image, never per block. Checkpoints written before the union existed
+carry no `mode` and read as `dataset`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from ..config import StrictModel
 from ..errors import HazeMatchingError
@@ -17,9 +30,42 @@ from ..errors import HazeMatchingError
 EPS = 1e-6
 
 
-class Normalization(StrictModel):
+@dataclass(frozen=True)
+class IntensityMap:
+    """The affine maps between one image's intensities and network units.
+
+    The network sees (hazy - input_offset) / input_scale; its outputs leave as
+    x * output_scale + output_offset, a standard deviation as std * output_scale.
+    """
+
+    input_offset: float
+    input_scale: float
+    output_offset: float
+    output_scale: float
+
+    def normalize_input(self, image: np.ndarray) -> np.ndarray:
+        """Hazy intensities -> network units (float32)."""
+        return ((image - self.input_offset) / self.input_scale).astype(np.float32)
+
+    def normalize_target(self, image: np.ndarray) -> np.ndarray:
+        """Clean intensities -> network units (float32)."""
+        return ((image - self.output_offset) / self.output_scale).astype(np.float32)
+
+    def denormalize_input(self, image: np.ndarray) -> np.ndarray:
+        """Network units -> hazy intensities (the inverse of `normalize_input`)."""
+        return (image * self.input_scale + self.input_offset).astype(np.float32)
+
+    def denormalize_target(self, image: np.ndarray, *, is_std: bool = False) -> np.ndarray:
+        """Network units -> clean intensities; a standard deviation is only rescaled."""
+        scaled = image * self.output_scale
+        return (scaled if is_std else scaled + self.output_offset).astype(np.float32)
+
+
+class DatasetNormalization(StrictModel):
     """Mean and standard deviation of the input (hazy) and target (clean) training images."""
 
+    mode: Literal["dataset"] = "dataset"
+    reads_image: ClassVar[bool] = False
     input_mean: float
     input_std: float = Field(gt=0)
     target_mean: float
@@ -28,36 +74,74 @@ class Normalization(StrictModel):
     @classmethod
     def from_images(
         cls, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]
-    ) -> Normalization:
+    ) -> DatasetNormalization:
         """Statistics over every pixel of the given images (accumulated in float64)."""
         return cls(**_stats("input", inputs), **_stats("target", targets))
 
-    @property
-    def input_scale(self) -> float:
-        """Divisor of the hazy intensities once their mean is subtracted."""
-        return self.input_std + EPS
+    def intensity_map(self, hazy: np.ndarray | None = None) -> IntensityMap:
+        """The same map for every image (`hazy` is not looked at)."""
+        return IntensityMap(
+            input_offset=self.input_mean,
+            input_scale=self.input_std + EPS,
+            output_offset=self.target_mean,
+            output_scale=self.target_std + EPS,
+        )
 
-    @property
-    def target_scale(self) -> float:
-        """Divisor of the clean intensities once their mean is subtracted."""
-        return self.target_std + EPS
 
-    def normalize_input(self, image: np.ndarray) -> np.ndarray:
-        """Hazy intensities -> network units (float32)."""
-        return ((image - self.input_mean) / self.input_scale).astype(np.float32)
+class PerImageNormalization(StrictModel):
+    """Each whole input image mapped by its own percentiles; results mapped back alike."""
 
-    def normalize_target(self, image: np.ndarray) -> np.ndarray:
-        """Clean intensities -> network units (float32)."""
-        return ((image - self.target_mean) / self.target_scale).astype(np.float32)
+    mode: Literal["per-image"] = "per-image"
+    reads_image: ClassVar[bool] = True
+    low_percentile: float = Field(default=1.0, ge=0, lt=100)
+    high_percentile: float = Field(default=99.8, gt=0, le=100)
 
-    def denormalize_input(self, image: np.ndarray) -> np.ndarray:
-        """Network units -> hazy intensities (the inverse of `normalize_input`)."""
-        return (image * self.input_scale + self.input_mean).astype(np.float32)
+    @model_validator(mode="after")
+    def _ordered(self) -> PerImageNormalization:
+        if self.low_percentile >= self.high_percentile:
+            raise ValueError("low_percentile must lie below high_percentile")
+        return self
 
-    def denormalize_target(self, image: np.ndarray, *, is_std: bool = False) -> np.ndarray:
-        """Network units -> clean intensities; a standard deviation is only rescaled."""
-        scaled = image * self.target_scale
-        return (scaled if is_std else scaled + self.target_mean).astype(np.float32)
+    def intensity_map(self, hazy: np.ndarray | None = None) -> IntensityMap:
+        """The map of one whole input image: its low percentile to 0, its high one to 1.
+
+        A constant image has no spread; it is scaled by its own magnitude (or 1 for zeros), so
+        the result is defined and still in the image's units.
+        """
+        if hazy is None:
+            raise HazeMatchingError("a per-image normalisation needs the input image")
+        values = np.asarray(hazy, dtype=np.float64)
+        low, high = np.percentile(values, [self.low_percentile, self.high_percentile])
+        scale = spread_scale(float(low), float(high))
+        return IntensityMap(float(low), scale, float(low), scale)
+
+
+def spread_scale(low: float, high: float) -> float:
+    """high - low, or for a constant image its magnitude, or 1 for an all-zero image."""
+    if high > low:
+        return high - low
+    return abs(high) if high != 0 else 1.0
+
+
+def _mode(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("mode", "dataset")
+    return getattr(value, "mode", "dataset")
+
+
+Normalization = Annotated[
+    Annotated[DatasetNormalization, Tag("dataset")]
+    | Annotated[PerImageNormalization, Tag("per-image")],
+    Discriminator(_mode),
+]
+"""A model's normalisation: one of the modes above, validated from its `mode` key."""
+
+_ADAPTER: TypeAdapter[Normalization] = TypeAdapter(Normalization)
+
+
+def normalization_from(raw: Any) -> DatasetNormalization | PerImageNormalization:
+    """Validate a stored normalisation (a checkpoint's or a package's); no `mode` is `dataset`."""
+    return _ADAPTER.validate_python(raw)
 
 
 def _stats(name: str, images: Sequence[np.ndarray]) -> dict[str, float]:

@@ -9,32 +9,19 @@ a pair are the same whether or not it is randomised, and one seed still gives on
 
 from __future__ import annotations
 
-from typing import get_args
-
 import numpy as np
 
-from ..config import NA_MARGIN, RandomizationConfig, SimulationConfig, Structure
+from ..config import (
+    DIRECT,
+    DRAWN,
+    NA_MARGIN,
+    STRUCTURES,
+    RandomizationConfig,
+    SimulationConfig,
+)
 
 #: Factors drawn log-uniformly (they span decades); every other range is drawn uniformly.
 LOG_UNIFORM = ("widefield_photons", "confocal_photons")
-#: Range fields of RandomizationConfig drawn straight into the SimulationConfig field of that
-#: name (the NA is drawn below the immersion index, the structures one by one).
-DIRECT = tuple(
-    name
-    for name in RandomizationConfig.model_fields
-    if name in SimulationConfig.model_fields and name != "numerical_aperture"
-)
-STRUCTURES: tuple[str, ...] = get_args(Structure)
-#: What a draw sets: recorded per pair in simulation.json.
-DRAWN = (
-    *DIRECT,
-    "psf_model",
-    "numerical_aperture",
-    "excitation_nm",
-    "widefield_gain",
-    "confocal_gain",
-    *STRUCTURES,
-)
 
 
 def _draw(rng: np.random.Generator, name: str, interval: tuple[float, float]) -> float:

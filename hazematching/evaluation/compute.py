@@ -170,16 +170,17 @@ def _calibration_check(
     restorer: Restorer,
     stds: list[np.ndarray],
     errors: list[np.ndarray],
+    units: list[float],
     ranges: list[float],
     bins: int,
 ) -> tuple[dict[str, Any], Any, Any] | None:
-    """Calibration error on the test pixels, raw and calibrated (z-scores of the target), and
-    the calibrated std against the error (`_spread`, in target units)."""
+    """Calibration error on the test pixels, raw and calibrated (in network units: each image's
+    std and error divided by its `Restoration.std_unit`), and the calibrated std against the
+    error (`_spread`, in target units)."""
     if not stds:
         return None
-    unit = restorer.std_unit
-    std = np.concatenate(stds) / unit
-    error = np.concatenate(errors) / unit
+    std = np.concatenate([s / u for s, u in zip(stds, units, strict=True)])
+    error = np.concatenate([e / u for e, u in zip(errors, units, strict=True)])
     if restorer.std_is_calibrated:
         after = bin_by_std(std, error, bins)
         numbers: dict[str, Any] = {"calibrated_error": calibration_error(after), "raw_error": None}
@@ -192,7 +193,9 @@ def _calibration_check(
         after = bin_by_std(c.std_scale * std + c.std_offset, error, bins)
         numbers["calibrated_error"] = calibration_error(after)
         numbers["std_scale"], numbers["std_offset"] = c.std_scale, c.std_offset
-        calibrated = [(c.std_scale * s / unit + c.std_offset) * unit for s in stds]
+        calibrated = [
+            (c.std_scale * s / u + c.std_offset) * u for s, u in zip(stds, units, strict=True)
+        ]
         numbers.update(_spread(calibrated, errors, ranges))
     return numbers, before, after
 
@@ -229,7 +232,7 @@ def evaluate(
         raise HazeMatchingError(f"method name {name!r} may only hold letters, digits, - and _")
 
     names = _image_names(pairs.sources)
-    images, panels_per_image, stds, errors, ranges = [], [], [], [], []
+    images, panels_per_image, stds, errors, units, ranges = [], [], [], [], [], []
     fid_sample, fid_target = [], []
     normalised: dict[str, list[np.ndarray]] = {"target": [], "input": [], "mmse": [], "sample": []}
     items = list(zip(names, pairs.inputs, pairs.targets, strict=True))
@@ -252,6 +255,7 @@ def evaluate(
         if result.std is not None:
             stds.append(result.std.ravel())
             errors.append((result.mmse - target).ravel())
+            units.append(result.std_unit)
             low, high = np.percentile(target, [0.1, 99.9])
             ranges.append(float(high - low) + 1e-12)
         normalised["target"].append(percentile_normalize(target))
@@ -275,7 +279,7 @@ def evaluate(
             inception.features(fid_sample), inception.features(fid_target)
         )
         overall["fid_patches"] = len(fid_sample)
-    calibration = _calibration_check(restorer, stds, errors, ranges, bins)
+    calibration = _calibration_check(restorer, stds, errors, units, ranges, bins)
     if calibration is not None:
         overall["calibration"] = calibration[0]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..bioimage.reading import channel_names, load_package
 from ..config import SamplingConfig
-from ..data.normalization import Normalization
+from ..data.normalization import normalization_from
 from ..inference.loader import open_model
 from ..inference.package import run_package
 from ..inference.planes import predict_planes
@@ -35,6 +35,7 @@ class Restoration:
     mmse: np.ndarray  # (Y, X)
     std: np.ndarray | None  # (Y, X), uncalibrated; None for point predictors
     samples: np.ndarray | None  # (K, Y, X); a point predictor's single output; None if unknown
+    std_unit: float = 1.0  # divide this image's std in target intensities by it for z-scores
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,6 @@ class Restorer:
     description: str
     run: Callable[[np.ndarray], Restoration]
     calibration: Calibration | None = None
-    std_unit: float = 1.0  # divide a std in target intensities by this to get z-scores
     std_is_calibrated: bool = False  # packages return the calibrated std only
 
 
@@ -62,7 +62,8 @@ def _checkpoint_restorer(path: Path, sampling: SamplingConfig, device: str) -> R
         result = predict_planes(model, sampler, hazy[None])
         samples = result.samples[0]
         std = None if point or sampling.samples < 2 else result.std[0]
-        return Restoration(result.mmse[0], std, samples)
+        unit = model.normalization.intensity_map(hazy).output_scale
+        return Restoration(result.mmse[0], std, samples, unit)
 
     name = config.method if config.method != "indi" else f"indi-{sampling.steps}"
     description = (
@@ -75,7 +76,6 @@ def _checkpoint_restorer(path: Path, sampling: SamplingConfig, device: str) -> R
         description,
         run,
         model.calibration,
-        model.normalization.target_scale,
     )
 
 
@@ -84,20 +84,20 @@ def _package_restorer(path: Path, device: str) -> Restorer:
     names = channel_names(descr)
     sample_channels = [i for i, n in enumerate(names) if n.startswith("sample_")]
     stored = descr.config.model_extra.get("hazematching", {}).get("normalization")
-    unit = Normalization.model_validate(stored).target_scale if stored else 1.0
+    normalization = normalization_from(stored) if stored else None
     torch_device = str(resolve_device(device))
 
     def run(hazy: np.ndarray) -> Restoration:
         out = run_package(descr, hazy[None], torch_device, lambda: None)[0]
         samples = out[sample_channels] if sample_channels else None
-        return Restoration(out[names.index("mmse")], out[names.index("std")], samples)
+        unit = normalization.intensity_map(hazy).output_scale if normalization else 1.0
+        return Restoration(out[names.index("mmse")], out[names.index("std")], samples, unit)
 
     return Restorer(
         re.sub(r"[^a-z0-9_]+", "-", str(descr.name).lower()).strip("-") or "package",
         f"package {path}" + ("" if sample_channels else " (no sample channels)"),
         run,
         None,
-        unit,
         std_is_calibrated=True,
     )
 

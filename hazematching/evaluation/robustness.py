@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..config import RobustnessPlan, SamplingConfig, SimulationConfig, load_toml
-from ..data.randomization import DRAWN
 from ..data.simulate import simulate
-from ..errors import HazeMatchingError
+from ..errors import HazeMatchingError, describe_validation_error
 from ..fileio import check_output_folder, write_json, write_text
 from .compute import evaluate
 
@@ -65,24 +66,24 @@ def condition_config(plan: RobustnessPlan, name: str) -> SimulationConfig:
     """The simulation of condition `name`: a test set only, seeded by the plan.
 
     Fixed `simulation` values of a randomised condition may not name a factor the ranges draw
-    (the draw would silently replace them): pin the range instead.
+    (the draw would silently replace them; `SimulationConfig` refuses it): pin the range instead.
     """
     condition = plan.conditions[name]
-    drawn = sorted(set(condition.simulation) & set(DRAWN)) if condition.randomize else []
-    if drawn:
-        raise HazeMatchingError(
-            f"condition {name!r}: {drawn} are drawn from the ranges; pin their ranges instead"
+    try:
+        return SimulationConfig.model_validate(
+            {
+                **condition.simulation,
+                "pairs": plan.pairs,
+                "size": plan.size,
+                "seed": plan.seed,
+                "split": (0.0, 0.0, 1.0),
+                "randomize": condition.ranges if condition.randomize else None,
+            }
         )
-    return SimulationConfig.model_validate(
-        {
-            **condition.simulation,
-            "pairs": plan.pairs,
-            "size": plan.size,
-            "seed": plan.seed,
-            "split": (0.0, 0.0, 1.0),
-            "randomize": condition.ranges if condition.randomize else None,
-        }
-    )
+    except ValidationError as error:
+        raise HazeMatchingError(
+            f"condition {name!r}: {describe_validation_error(error)}"
+        ) from error
 
 
 def _test_set(out_dir: Path, plan: RobustnessPlan, name: str, progress: bool) -> Path:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..config import RandomizationConfig, RobustnessPlan, SamplingConfig
+from ..data.normalization import DatasetNormalization, Normalization
 from ..errors import HazeMatchingError
 from ..evaluation.report import comparison_markdown, load_records
 from ..evaluation.robustness import robustness_table
@@ -207,8 +208,8 @@ def model_card(
         *opening_lines(recipe),
         "Input: one single-channel widefield image (axes batch, channel, y, x; any size, padded "
         f"internally to a multiple of {config.network.size_multiple}). Output: one tensor whose "
-        f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in the intensity units of "
-        "the confocal training targets. The model maps intensities to its own units and back "
+        f"channels are {', '.join(f'`{c}`' for c in channel_names)}, in {_units(norm)}. "
+        "The model maps intensities to its own units and back "
         "by itself (no pre- or postprocessing) and tiles and blends inside: give it the whole "
         f"image. deepImageJ runs an image whose sides are multiples of "
         f"{config.network.size_multiple} px as one tile; other sizes it cuts into a few "
@@ -220,7 +221,7 @@ def model_card(
         f"(seed {sampling.seed}); `mmse` is their mean and `std` their standard deviation"
         + (
             f", calibrated as {calibration.std_scale:.4g} x std + "
-            f"{calibration.std_offset * norm.target_scale:.4g} (target intensities; "
+            f"{_std_offset(norm, calibration.std_offset)} ("
             f"fitted on {calibration.source or 'validation data'}: expected normalised "
             f"calibration error {calibration.error_before:.3f} before, "
             f"{calibration.error_after:.3f} after)"
@@ -251,8 +252,7 @@ def model_card(
         f"{','.join(map(str, config.network.attention_downsample)) or '-'}, "
         f"{parameters:,} parameters |",
         f"| seed | {config.seed} |",
-        f"| input normalisation | mean {norm.input_mean:.6g}, std {norm.input_std:.6g} |",
-        f"| target normalisation | mean {norm.target_mean:.6g}, std {norm.target_std:.6g} |",
+        *_normalization_rows(norm),
         "",
         "## Validation",
         "",
@@ -271,3 +271,33 @@ def model_card(
         *closing_lines(recipe, evaluation, recipe.card.limitations, PAPER_CITATION, robustness),
     ]
     return "\n".join(lines)
+
+
+def _units(norm: Normalization) -> str:
+    """What the output's intensities are measured in."""
+    if isinstance(norm, DatasetNormalization):
+        return "the intensity units of the confocal training targets"
+    return "the input image's own intensity units"
+
+
+def _std_offset(norm: Normalization, offset: float) -> str:
+    """The calibration's std offset (fitted in network units) as the package applies it."""
+    if isinstance(norm, DatasetNormalization):
+        return f"{offset * norm.intensity_map().output_scale:.4g} target intensities"
+    return (
+        f"{offset:.4g} x the input's {norm.low_percentile:g}-{norm.high_percentile:g} "
+        "percentile range"
+    )
+
+
+def _normalization_rows(norm: Normalization) -> list[str]:
+    """Rows of the training table that state the normalisation."""
+    if isinstance(norm, DatasetNormalization):
+        return [
+            f"| input normalisation | mean {norm.input_mean:.6g}, std {norm.input_std:.6g} |",
+            f"| target normalisation | mean {norm.target_mean:.6g}, std {norm.target_std:.6g} |",
+        ]
+    return [
+        f"| normalisation | per image: its {norm.low_percentile:g} and "
+        f"{norm.high_percentile:g} percentiles map to 0 and 1, results mapped back alike |"
+    ]

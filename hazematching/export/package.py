@@ -50,6 +50,7 @@ from .description import (
     minimum_input_size,
     reference_output,
 )
+from .intensities import package_intensities
 from .recipe import ExportRecipe, default_recipe
 
 
@@ -167,15 +168,14 @@ def export_package(
             f"size {smallest} (halo {halo}); raise test_size or lower halo",
             source,
         )
-    kwargs = sampler_kwargs(
-        checkpoint.config, sampling, checkpoint.calibration, checkpoint.normalization
-    )
+    intensities = package_intensities(checkpoint.normalization)
+    kwargs = {**sampler_kwargs(checkpoint.config, sampling, checkpoint.calibration), **intensities}
     evaluation = evaluation_markdown(recipe.evaluation, checkpoint_path, checkpoint.calibration)
     robustness = robustness_markdown(recipe.robustness, checkpoint_path)
 
     with export_folder(recipe) as folder:
         scripted = build_sampler(
-            model, sampling, torch.device("cpu"), channels_last=False, intensities=True
+            model, sampling, torch.device("cpu"), channels_last=False, intensities=intensities
         )
         scripted.save(str(folder / "sampler_torchscript.pt"))
         state = {f"velocity.{k}": v for k, v in model.velocity.state_dict().items()}

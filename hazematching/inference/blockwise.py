@@ -28,11 +28,12 @@ import numpy as np
 import tifffile
 
 from ..config import BlockConfig
+from ..data.normalization import IntensityMap
 from ..data.omezarr import ZarrImage, is_ome_zarr, ome_zarr_output, read_ome_zarr
 from ..errors import HazeMatchingError
 from ..fileio import file_stamp
 from .blocks import BlockGrid, assemble
-from .planes import no_progress
+from .planes import Block, no_progress
 from .results import write_result
 from .runner import BlockSource, Runner, cached_runner
 
@@ -73,9 +74,11 @@ def _zarr_data(store: str, stamp: str) -> Any:
     return read_ome_zarr(Path(store)).data
 
 
-def sample_block(blocks: BlockSource, device: str, source: str, region: Region) -> np.ndarray:
+def sample_block(
+    blocks: BlockSource, device: str, source: str, intensities: IntensityMap, region: Region
+) -> np.ndarray:
     """One block task: its grown region's result (C, rows, cols) in target intensities, the
-    region read from `source` (named in errors)."""
+    region read from `source` (named in errors), mapped with its whole plane's `intensities`."""
     data = region.read()
     if not np.isfinite(data).all():
         raise HazeMatchingError(
@@ -84,9 +87,8 @@ def sample_block(blocks: BlockSource, device: str, source: str, region: Region) 
             source,
         )
     # blocks report progress as whole blocks, not tiles
-    return block_runner(blocks, device).run(
-        data[None], no_progress, (region.rows[0], region.cols[0])
-    )[0]
+    block = Block((region.rows[0], region.cols[0]), intensities)
+    return block_runner(blocks, device).run(data[None], no_progress, block)[0]
 
 
 def block_runner(blocks: BlockSource, device: str) -> Runner:
@@ -159,6 +161,18 @@ def sample_plane(
             results.pop((i - 1, j), None)
 
 
+def whole_plane_map(runner: Runner, image: np.ndarray | ZarrImage, z: int) -> IntensityMap:
+    """The intensity map of plane `z` as a whole, computed once for all its blocks; a per-image
+    normalisation reads the whole plane for it (once, in this process)."""
+    normalization = runner.normalization
+    if normalization is None:
+        raise HazeMatchingError("block-wise prediction needs a checkpoint's normalisation")
+    if not normalization.reads_image:
+        return normalization.intensity_map()
+    plane = image.data[z].compute() if isinstance(image, ZarrImage) else image[z]
+    return normalization.intensity_map(np.asarray(plane, dtype=np.float32))
+
+
 def image_shape(image: np.ndarray | ZarrImage) -> tuple[int, int, int]:
     """(planes, Y, X) of a TIFF array or an OME-Zarr image."""
     planes, height, width = image.data.shape if isinstance(image, ZarrImage) else image.shape
@@ -223,12 +237,15 @@ def predict_large(
     with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is
     called per finished block. `blocks` is the model's `block_source`.
     """
-    names = block_runner(blocks, device).channel_names
+    runner = block_runner(blocks, device)
+    names = runner.channel_names
     planes, height, width = image_shape(image)
     grid = BlockGrid(height, width, config)
-    task = functools.partial(sample_block, blocks, device, str(source))
 
     def plane_results(z: int) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+        intensities = whole_plane_map(runner, image, z)
+        task = functools.partial(sample_block, blocks, device, str(source), intensities)
+
         def region(rows: tuple[int, int], cols: tuple[int, int]) -> Region:
             if isinstance(image, ZarrImage):
                 return Region(rows, cols, store=str(source), plane=z)

@@ -1,7 +1,8 @@
 """Sampling planes of intensities with a checkpoint's scripted sampler.
 
-The library normalises each plane with the training statistics, runs the sampler (identity
-intensity maps) and maps the mean, std and samples back to target intensities.
+The library maps each plane to network units with its model's normalisation (the
+`IntensityMap` of the whole plane, or for a block of a larger image the whole image's map),
+runs the sampler (identity intensity maps) and maps the mean, std and samples back with it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.normalization import IntensityMap
 from ..model.sampler import MMSE_CHANNEL, STD_CHANNEL
 from ..model.trained import TrainedModel
 from .sampling import run_with_progress
+
+
+@dataclass(frozen=True)
+class Block:
+    """Planes that are a block of a larger image: where their top-left pixel lies in it, and
+    the intensity map of the whole image (computed once for all its blocks)."""
+
+    origin: tuple[int, int]
+    intensities: IntensityMap
 
 
 @dataclass(frozen=True)
@@ -49,24 +60,37 @@ def sample_planes(
     sampler: torch.jit.ScriptModule,
     planes: np.ndarray,
     on_tiles: Callable[[int], None],
-    origin: tuple[int, int] = (0, 0),
+    block: Block | None = None,
 ) -> Prediction:
-    """`predict_planes` reporting each network pass over n tiles as `on_tiles(n)`, for planes
-    whose top-left pixel lies at `origin` of a larger image (block-wise prediction)."""
+    """`predict_planes` reporting each network pass over n tiles as `on_tiles(n)`; with
+    `block`, the planes are a block of a larger image (block-wise prediction)."""
     device = next(sampler.parameters()).device
+    origin = block.origin if block is not None else (0, 0)
     outputs = []
     with torch.no_grad():
         for plane in planes:
-            hazy = torch.from_numpy(model.normalization.normalize_input(plane))[None, None]
+            intensities = (
+                block.intensities if block is not None else model.normalization.intensity_map(plane)
+            )
+            hazy = torch.from_numpy(intensities.normalize_input(plane))[None, None]
             result = run_with_progress(sampler, hazy.to(device), on_tiles, origin)
-            outputs.append(result[0].cpu().numpy())
-    stacked = np.stack(outputs)  # (planes, channels, Y, X), normalised units
-    norm = model.normalization
-    samples = stacked[:, 2:] if stacked.shape[1] > 2 else None
+            out = result[0].cpu().numpy()  # (channels, Y, X), network units
+            outputs.append(
+                np.concatenate(
+                    [
+                        intensities.denormalize_target(out[MMSE_CHANNEL : MMSE_CHANNEL + 1]),
+                        intensities.denormalize_target(
+                            out[STD_CHANNEL : STD_CHANNEL + 1], is_std=True
+                        ),
+                        intensities.denormalize_target(out[2:]),
+                    ]
+                )
+            )
+    stacked = np.stack(outputs)  # (planes, channels, Y, X), target intensities
     return Prediction(
-        mmse=norm.denormalize_target(stacked[:, MMSE_CHANNEL]),
-        std=norm.denormalize_target(stacked[:, STD_CHANNEL], is_std=True),
-        samples=norm.denormalize_target(samples) if samples is not None else None,
+        mmse=stacked[:, MMSE_CHANNEL],
+        std=stacked[:, STD_CHANNEL],
+        samples=stacked[:, 2:] if stacked.shape[1] > 2 else None,
     )
 
 

@@ -53,7 +53,7 @@ def predict_image(
     on_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` and its `.png` preview."""
-    stack = runner.run(image, on_progress or no_progress, (0, 0))
+    stack = runner.run(image, on_progress or no_progress, None)
     return write_result(out_dir, name, image, stack, runner.channel_names)
 
 

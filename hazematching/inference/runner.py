@@ -17,13 +17,14 @@ import numpy as np
 from ..bioimage.reading import channel_names as package_channel_names
 from ..bioimage.reading import load_package
 from ..config import SamplingConfig
+from ..data.normalization import Normalization
 from ..errors import HazeMatchingError
 from ..fileio import file_stamp
 from ..model.trained import load_trained_model
 from ..runtime import resolve_device
 from .loader import open_model
 from .package import run_package
-from .planes import sample_planes
+from .planes import Block, sample_planes
 from .sampling import build_sampler, method_sampling, tile_evaluations
 
 
@@ -39,18 +40,20 @@ def output_channel_names(sampling: SamplingConfig) -> list[str]:
 class Runner:
     """A loaded model ready to dehaze images: the same numbers on every process that loads it.
 
-    `run(planes, on_progress, origin)` maps (planes, Y, X) intensities to (planes, C, Y, X)
-    outputs with channels `channel_names`, calling `on_progress(n)` as it goes; `origin` is where
-    the planes' top-left pixel lies in a larger image, (0, 0) for whole images (a package
-    samples whole images only). `units` names what it counts and `work(planes)` how many of them
-    one image takes. `settings` is what `predict.json` records.
+    `run(planes, on_progress, block)` maps (planes, Y, X) intensities to (planes, C, Y, X)
+    outputs with channels `channel_names`, calling `on_progress(n)` as it goes; `block` says
+    where the planes lie in a larger image and gives that image's intensity map, None for whole
+    images (a package samples whole images only). `normalization` is the checkpoint's (a
+    package normalises inside: None). `units` names what it counts and `work(planes)` how many
+    of them one image takes. `settings` is what `predict.json` records.
     """
 
     channel_names: list[str]
     settings: dict[str, object]
     units: str
     work: Callable[[np.ndarray], int]
-    run: Callable[[np.ndarray, Callable[[int], None], tuple[int, int]], np.ndarray]
+    run: Callable[[np.ndarray, Callable[[int], None], Block | None], np.ndarray]
+    normalization: Normalization | None = None
 
 
 def load_runner(
@@ -64,9 +67,9 @@ def load_runner(
         torch_device = str(resolve_device(device))
 
         def run_planes(
-            planes: np.ndarray, on_progress: Callable[[int], None], origin: tuple[int, int]
+            planes: np.ndarray, on_progress: Callable[[int], None], block: Block | None
         ) -> np.ndarray:
-            if origin != (0, 0):
+            if block is not None:
                 raise HazeMatchingError(
                     "a package samples whole images only; block-wise prediction needs the "
                     "checkpoint it was exported from",
@@ -80,9 +83,9 @@ def load_runner(
     sampler = build_sampler(model, sampling, resolve_device(device))
 
     def checkpoint_planes(
-        planes: np.ndarray, on_progress: Callable[[int], None], origin: tuple[int, int]
+        planes: np.ndarray, on_progress: Callable[[int], None], block: Block | None
     ) -> np.ndarray:
-        return sample_planes(model, sampler, planes, on_progress, origin).stacked()
+        return sample_planes(model, sampler, planes, on_progress, block).stacked()
 
     def tiles(planes: np.ndarray) -> int:
         return len(planes) * tile_evaluations(sampler, *planes.shape[-2:])
@@ -93,6 +96,7 @@ def load_runner(
         "tile",
         tiles,
         checkpoint_planes,
+        model.normalization,
     )
 
 

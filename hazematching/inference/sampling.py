@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ..config import SamplingConfig, TrainConfig
-from ..data.normalization import Normalization
 from ..errors import CalibrationMismatch, HazeMatchingError
 from ..model.calibration import Calibration
 from ..model.network import trace_velocity
@@ -48,14 +47,11 @@ def sampler_kwargs(
     config: TrainConfig,
     sampling: SamplingConfig,
     calibration: Calibration | None,
-    normalization: Normalization | None = None,
 ) -> dict[str, object]:
     """Keyword arguments of `EulerSampler` (plain data) for a model and sampling settings.
 
-    With `normalization` the sampler maps intensities in and out with it, as a package's
-    sampler does (both its TorchScript and its state-dict architecture get these arguments), so
-    it takes and returns intensities by itself (see the module docstring of `sampler.py`);
-    without, it keeps the identity maps, and the library normalises outside.
+    The sampler keeps its identity intensity maps: the library normalises outside, and a
+    package adds its normalisation's arguments (`export/intensities.py`).
     """
     sampling = method_sampling(config, sampling)
     tile, overlap = sampling.tiling(config.patch_size)
@@ -73,13 +69,6 @@ def sampler_kwargs(
         "start_input": config.start_input,
         "start_noise": config.start_noise,
     }
-    if normalization is not None:
-        kwargs.update(
-            input_offset=normalization.input_mean,
-            input_scale=normalization.input_scale,
-            output_offset=normalization.target_mean,
-            output_scale=normalization.target_scale,
-        )
     return kwargs
 
 
@@ -106,7 +95,7 @@ def build_sampler(
     *,
     calibrated: bool = True,
     channels_last: bool = True,
-    intensities: bool = False,
+    intensities: Mapping[str, object] | None = None,
 ) -> torch.jit.ScriptModule:
     """The scripted sampler around the traced EMA network, on `device`.
 
@@ -114,8 +103,9 @@ def build_sampler(
     (which fitting a calibration needs); a `CalibrationMismatch` warning says when the sampling
     differs from the one the calibration was fitted at. On CPU the network runs channels_last
     (faster) unless `channels_last` is False, as for packages, whose sampler stays in the default
-    layout that every consumer and the state-dict weights share. With `intensities` it takes and
-    returns intensities, the model's normalisation inside (`sampler_kwargs`), as packages do.
+    layout that every consumer and the state-dict weights share. `intensities` are sampler
+    arguments that put the model's normalisation inside, as packages do
+    (`export/intensities.py`); without, it takes and returns network units.
     """
     sampling = method_sampling(model.config, sampling, model.calibration)
     calibration = model.calibration if calibrated else None
@@ -129,12 +119,8 @@ def build_sampler(
             trace_velocity(
                 ChannelsLast(model.velocity) if fast else model.velocity, model.config.patch_size
             ),
-            **sampler_kwargs(
-                model.config,
-                sampling,
-                calibration,
-                model.normalization if intensities else None,
-            ),
+            **sampler_kwargs(model.config, sampling, calibration),
+            **(intensities or {}),
         )
     except ValueError as error:
         raise HazeMatchingError(str(error)) from error
@@ -166,7 +152,8 @@ def run_with_progress(
     test checks that the result agrees with the scripted call bit for bit.
     """
     height, width = hazy.shape[-2], hazy.shape[-1]
-    guide = sampler.pad(sampler.to_network(hazy))
+    in_offset, in_scale, out_offset, out_scale = sampler.intensity_maps(hazy)
+    guide = sampler.pad((hazy - in_offset) / in_scale)
     mean = torch.zeros_like(guide)
     m2 = torch.zeros_like(guide)
     kept: list[Tensor] = []
@@ -186,7 +173,7 @@ def run_with_progress(
         mean, m2 = sampler.accumulate(x, first, mean, m2)
         if sampler.keep_samples:
             kept.extend(x.split(guide.shape[0]))
-    return sampler.summarize(mean, m2, kept, height, width)
+    return sampler.summarize(mean, m2, kept, height, width, out_offset, out_scale)
 
 
 def tile_evaluations(sampler: torch.jit.ScriptModule, height: int, width: int) -> int:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .._version import __version__
 from ..config import TrainConfig
-from ..data.normalization import Normalization
+from ..data.normalization import Normalization, normalization_from
 from ..errors import HazeMatchingError
 from ..fileio import atomic_path
 from .calibration import Calibration
@@ -101,7 +101,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         return Checkpoint(
             config=TrainConfig.model_validate(raw["config"]),
-            normalization=Normalization.model_validate(raw["normalization"]),
+            normalization=normalization_from(raw["normalization"]),
             step=int(raw["step"]),
             model=raw["model"],
             ema=raw["ema"],

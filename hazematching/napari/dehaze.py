@@ -97,7 +97,7 @@ def dehaze(
             raise Cancelled
         on_progress(done)
 
-    return runner.run(planes, progress, (0, 0))
+    return runner.run(planes, progress, None)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.dataset import PairedImages, PatchSampler, load_training_data
-from ..data.normalization import Normalization
+from ..data.normalization import DatasetNormalization, Normalization
 from ..data.simulate import simulation_record
 from ..data.unpaired import is_unpaired_folder
 from ..errors import HazeMatchingError
@@ -249,7 +249,7 @@ def _prepare_data(
     elif teacher is not None:
         normalization = teacher.normalization
     else:
-        normalization = Normalization.from_images(train_pairs.inputs, train_pairs.targets)
+        normalization = DatasetNormalization.from_images(train_pairs.inputs, train_pairs.targets)
     train_sampler = PatchSampler(train_pairs, normalization, config.patch_size)
     val_sampler = PatchSampler(val_pairs, normalization, config.patch_size)
     if group.is_main:

@@ -62,7 +62,7 @@ def synthesize_pairs(
     kernel = BlurKernel(np.zeros((size, size), np.float32), learn_shape=True)
     kernel.load_state_dict(checkpoint.extra["kernel"])
     kernel.eval()
-    norm = checkpoint.normalization
+    intensities = checkpoint.normalization.intensity_map()  # unpaired models: dataset mode
     output_folder(out_dir)
     records = []
     groups: dict[Path, list[tuple[int, np.ndarray]]] = {}
@@ -77,8 +77,9 @@ def synthesize_pairs(
         stacks = []
         for index, confocal in planes:
             with torch.no_grad():
-                blurred = kernel(torch.from_numpy(norm.normalize_target(confocal))[None, None])
-            clean = norm.denormalize_input(blurred[0, 0].numpy())
+                sharp = torch.from_numpy(intensities.normalize_target(confocal))
+                blurred = kernel(sharp[None, None])
+            clean = intensities.denormalize_input(blurred[0, 0].numpy())
             for copy in range(copies):
                 rng = np.random.default_rng([seed, index, copy])
                 stack = np.empty((2, *confocal.shape), dtype=np.float32)

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from ..data.normalization import Normalization
+from ..data.normalization import DatasetNormalization
 from ..data.simulate import PSF_FILE
 from ..data.tiff import read_single, write_tiff
 from ..data.unpaired import DomainPatches, UnpairedImages, load_unpaired, split_unpaired
@@ -90,19 +90,21 @@ def train_unpaired(
     normalization = (
         previous.normalization
         if previous is not None
-        else Normalization.from_images(train.widefield.planes, train.confocal.planes)
+        else DatasetNormalization.from_images(train.widefield.planes, train.confocal.planes)
     )
+    # the two domains hold different scenes: one fixed map for each (the dataset mode)
+    intensities = normalization.intensity_map()
     p = config.patch_size
-    hazy_patches = DomainPatches(train.widefield, normalization.normalize_input, p)
-    sharp_patches = DomainPatches(train.confocal, normalization.normalize_target, p)
+    hazy_patches = DomainPatches(train.widefield, intensities.normalize_input, p)
+    sharp_patches = DomainPatches(train.confocal, intensities.normalize_target, p)
     val_rng = np.random.default_rng([config.seed, _VAL_STREAM])
     val_hazy = torch.from_numpy(
-        DomainPatches(val.widefield, normalization.normalize_input, p).sample(
+        DomainPatches(val.widefield, intensities.normalize_input, p).sample(
             val_rng, config.val_patches
         )
     )
     val_sharp = torch.from_numpy(
-        DomainPatches(val.confocal, normalization.normalize_target, p).sample(
+        DomainPatches(val.confocal, intensities.normalize_target, p).sample(
             val_rng, config.val_patches
         )
     )

@@ -68,7 +68,6 @@ def calibrate(
     pairs = load_pairs(folder)
     model = trained_model_from(checkpoint, path)
     sampler = build_sampler(model, sampling, resolve_device(device), calibrated=False)
-    unit = checkpoint.normalization.target_scale
     stds, errors = [], []
     with torch.no_grad():
         for hazy, target in tqdm(
@@ -78,6 +77,7 @@ def calibrate(
             disable=not progress,
         ):
             result = predict_planes(model, sampler, hazy[None])
+            unit = checkpoint.normalization.intensity_map(hazy).output_scale
             stds.append(result.std[0].ravel() / unit)
             errors.append((result.mmse[0] - target).ravel() / unit)
     source = (

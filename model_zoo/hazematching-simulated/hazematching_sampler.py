@@ -12,10 +12,16 @@ the channel axis. The same class is what `hazematching predict` runs on a checkp
 exported BioImage.IO package contains (with the model's normalisation inside, see Units), so both
 give the same numbers up to float rounding.
 
-Units. The network works in normalised units (z-scores of the training statistics). The library
-normalises outside and builds the sampler with identity intensity maps; an exported package holds
-its model's normalisation inside (`input_offset`/`input_scale` in, `output_offset`/`output_scale`
-out), so it takes and returns intensities with no BioImage.IO pre- or postprocessing. Consumer
+Units. The network works in normalised units. The library normalises outside and builds the
+sampler with identity intensity maps; an exported package holds its model's normalisation inside,
+so it takes and returns intensities with no BioImage.IO pre- or postprocessing: fixed maps
+(`input_offset`/`input_scale` in, `output_offset`/`output_scale` out) for a `dataset` model, or
+for a `per-image` model (`per_image`) the map of each whole input image, its `low_percentile`
+to 0 and its `high_percentile` to 1, applied to the input and inverted on the outputs. Those
+percentiles are computed here, with `torch.kthvalue`: BioImage.IO's `scale_range` would need
+postprocessing by the input's statistics, which JDLL does not apply, and `torch.quantile`
+refuses inputs above 2^24 pixels (a 4096 x 4096 image), while kthvalue has no such limit and
+runs in libtorch 2.0. Consumer
 tools apply those steps unevenly: JDLL (deepImageJ, Icy) gives every channel of a per-channel
 `scale_linear` the first channel's gain and offset, and QuPath skips
 `fixed_zero_mean_unit_variance`; a model that maps its own units runs the same everywhere.
@@ -134,6 +140,8 @@ class EulerSampler(nn.Module):
         input_offset, input_scale: the network sees (hazy - input_offset) / input_scale.
         output_offset, output_scale: mean and samples leave as x * output_scale + output_offset,
             the std as std * output_scale (identity maps, the defaults, keep network units).
+        per_image, low_percentile, high_percentile: instead of the fixed maps above, map each
+            image by its own percentiles (low -> 0, high -> 1) and its outputs back alike.
         start_input, start_noise: the start state is x_0 = start_input * hazy + start_noise *
             noise; (0, 1) for HazeMatching, (1, sigma) for InDI, (1, 0) for the U-Net.
     """
@@ -154,6 +162,9 @@ class EulerSampler(nn.Module):
     input_scale: float
     output_offset: float
     output_scale: float
+    per_image: bool
+    low_percentile: float
+    high_percentile: float
 
     def __init__(
         self,
@@ -175,10 +186,15 @@ class EulerSampler(nn.Module):
         input_scale: float = 1.0,
         output_offset: float = 0.0,
         output_scale: float = 1.0,
+        per_image: bool = False,
+        low_percentile: float = 1.0,
+        high_percentile: float = 99.8,
     ) -> None:
         super().__init__()
         if steps < 1 or samples < 1 or batch_size < 1 or size_multiple < 1:
             raise ValueError("steps, samples, batch_size and size_multiple must be >= 1")
+        if not 0 <= low_percentile < high_percentile <= 100:
+            raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
         if tile < 0 or tile % size_multiple or not 0 <= overlap < max(tile, 1):
             raise ValueError(
                 f"tile {tile} must be a multiple of {size_multiple} and overlap {overlap} in "
@@ -201,6 +217,9 @@ class EulerSampler(nn.Module):
         self.input_scale = input_scale
         self.output_offset = output_offset
         self.output_scale = output_scale
+        self.per_image = per_image
+        self.low_percentile = low_percentile
+        self.high_percentile = high_percentile
 
     @property
     def output_channels(self) -> int:
@@ -208,9 +227,44 @@ class EulerSampler(nn.Module):
         return 2 + (self.samples if self.keep_samples else 0)
 
     @torch.jit.export
-    def to_network(self, hazy: Tensor) -> Tensor:
-        """Hazy intensities -> the network's units (the identity for the library's sampler)."""
-        return (hazy - self.input_offset) / self.input_scale
+    def percentile(self, values: Tensor, q: float) -> Tensor:
+        """numpy's (linear) `q`-th percentile of a flat tensor, as a 0-d tensor."""
+        count = values.numel()
+        position = q / 100.0 * (count - 1)
+        below = int(position)  # position >= 0, so truncation is the floor
+        above = min(below + 1, count - 1)
+        low = torch.kthvalue(values, below + 1).values
+        high = torch.kthvalue(values, above + 1).values
+        return low + (high - low) * (position - below)
+
+    @torch.jit.export
+    def intensity_maps(self, hazy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(input offset, input scale, output offset, output scale) of each image, (B, 1, 1, 1).
+
+        Fixed maps, or with `per_image` each image's percentiles; an image without spread is
+        scaled by its magnitude (1 if zero), so every result stays finite.
+        """
+        batch = hazy.shape[0]
+        ones = torch.ones(batch, 1, 1, 1, dtype=hazy.dtype, device=hazy.device)
+        if not self.per_image:
+            return (
+                ones * self.input_offset,
+                ones * self.input_scale,
+                ones * self.output_offset,
+                ones * self.output_scale,
+            )
+        lows: list[Tensor] = []
+        scales: list[Tensor] = []
+        for b in range(batch):
+            flat = hazy[b].reshape(-1)
+            low = self.percentile(flat, self.low_percentile)
+            high = self.percentile(flat, self.high_percentile)
+            magnitude = torch.where(high != 0, high.abs(), torch.ones_like(high))
+            lows.append(low)
+            scales.append(torch.where(high > low, high - low, magnitude))
+        low_map = torch.stack(lows).reshape(batch, 1, 1, 1)
+        scale_map = torch.stack(scales).reshape(batch, 1, 1, 1)
+        return low_map, scale_map, low_map, scale_map
 
     @torch.jit.export
     def pad(self, hazy: Tensor) -> Tensor:
@@ -372,17 +426,24 @@ class EulerSampler(nn.Module):
 
     @torch.jit.export
     def summarize(
-        self, mean: Tensor, m2: Tensor, kept: list[Tensor], height: int, width: int
+        self,
+        mean: Tensor,
+        m2: Tensor,
+        kept: list[Tensor],
+        height: int,
+        width: int,
+        offset: Tensor,
+        scale: Tensor,
     ) -> Tensor:
-        """Stack mean, calibrated std (unbiased; 0 for K = 1) and kept samples in output units;
-        crop the padding."""
+        """Stack mean, calibrated std (unbiased; 0 for K = 1) and kept samples mapped to output
+        units (x * scale + offset, per image); crop the padding."""
         if self.samples > 1:
             std = torch.sqrt(torch.clamp(m2, min=0.0) / float(self.samples - 1))
         else:
             std = torch.zeros_like(mean)
-        std = (std * self.std_scale + self.std_offset) * self.output_scale
-        channels = [mean * self.output_scale + self.output_offset, std]
-        channels.extend([x * self.output_scale + self.output_offset for x in kept])
+        std = (std * self.std_scale + self.std_offset) * scale
+        channels = [mean * scale + offset, std]
+        channels.extend([x * scale + offset for x in kept])
         return torch.cat(channels, dim=1)[:, :, :height, :width]
 
     def forward(self, hazy: Tensor) -> Tensor:
@@ -397,7 +458,8 @@ class EulerSampler(nn.Module):
         of one image start alike where they overlap (block-wise prediction of large images).
         """
         height, width = hazy.shape[-2], hazy.shape[-1]
-        guide = self.pad(self.to_network(hazy))
+        in_offset, in_scale, out_offset, out_scale = self.intensity_maps(hazy)
+        guide = self.pad((hazy - in_offset) / in_scale)
         mean = torch.zeros_like(guide)
         m2 = torch.zeros_like(guide)
         kept: list[Tensor] = []
@@ -410,7 +472,7 @@ class EulerSampler(nn.Module):
             mean, m2 = self.accumulate(x, first, mean, m2)
             if self.keep_samples:
                 kept.extend(x.split(guide.shape[0]))
-        return self.summarize(mean, m2, kept, height, width)
+        return self.summarize(mean, m2, kept, height, width, out_offset, out_scale)
 
 
 class PackagedSampler(EulerSampler):
