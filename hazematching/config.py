@@ -21,6 +21,7 @@ POINT_PREDICTORS: tuple[str, ...] = ("unet", "cyclegan")
 PsfModel = Literal["scalar", "vectorial", "gaussian"]
 Structure = Literal["filaments", "blobs", "membranes", "puncta", "tissue", "vesicles"]
 Interval = tuple[float, float]
+NormalizationMode = Literal["per-image", "dataset"]
 #: Randomised NAs stay below this fraction of the immersion index (sin(theta) < 0.95).
 NA_MARGIN = 0.95
 
@@ -365,6 +366,32 @@ class CycleGANConfig(StrictModel):
         return value
 
 
+class IntensityAugmentation(StrictModel):
+    """Camera-like intensity variety for training (`data/camera.py`).
+
+    With `probability`, each drawn patch comes from its image as a camera of one of
+    `bit_depths` records it: the image's bright percentile at a random `fill` of the range above
+    a random `baseline` (both fractions of the full scale), or, in `saturation_probability` of
+    those draws, a gain at which `saturated` of its pixels exceed the full scale and clip.
+    """
+
+    probability: float = Field(0.75, ge=0, le=1, description="share of patches augmented")
+    bit_depths: tuple[Literal[8, 12, 16], ...] = Field((8, 12, 16), min_length=1)
+    fill: Interval = Field(
+        (0.05, 0.9), description="bright percentile / range above the baseline (uniform)"
+    )
+    baseline: Interval = Field((0.0, 0.05), description="camera offset / full scale (uniform)")
+    saturation_probability: float = Field(0.2, ge=0, le=1)
+    saturated: float = Field(0.001, gt=0, lt=0.05, description="share of pixels that saturate")
+
+    @field_validator("fill", "baseline")
+    @classmethod
+    def _fractions(cls, value: Interval) -> Interval:
+        if not 0 <= value[0] <= value[1] <= 1:
+            raise ValueError("expected an interval of fractions 0 <= low <= high <= 1")
+        return value
+
+
 class TrainConfig(StrictModel):
     """Everything that determines a training run.
 
@@ -417,6 +444,29 @@ class TrainConfig(StrictModel):
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     network: NetworkConfig = NetworkConfig()
+    normalization: NormalizationMode | None = Field(
+        None,
+        description="per-image: each image by its own percentiles (any gain, offset or bit "
+        "depth); dataset: fixed statistics of the training images (one microscope's units). "
+        "None: per-image, dataset for cyclegan (its two domains hold different scenes); "
+        "a student, a resumed run and a fine-tuning keep their model's mode unless told",
+    )
+    augmentation: IntensityAugmentation | None = Field(
+        None, description="camera-like intensity variety of the training patches (None: off)"
+    )
+    init: str | None = Field(
+        None,
+        description="fine-tuning: start from this checkpoint, run folder or package (the same "
+        "network), keeping its normalisation mode unless `normalization` is given",
+    )
+
+    @property
+    def normalization_mode(self) -> NormalizationMode:
+        """The mode a fresh training starts with: the one chosen, else per-image (dataset for
+        cyclegan)."""
+        if self.normalization is not None:
+            return self.normalization
+        return "dataset" if self.method == "cyclegan" else "per-image"
 
     @property
     def point_predictor(self) -> bool:
@@ -439,6 +489,20 @@ class TrainConfig(StrictModel):
     def times(self) -> int:
         """Size of the grid training times are drawn from (only t = 0 for the U-Net)."""
         return 1 if self.point_predictor else self.time_grid
+
+    @model_validator(mode="after")
+    def _unpaired_normalises_by_dataset(self) -> TrainConfig:
+        if self.method == "cyclegan" and self.normalization == "per-image":
+            raise ValueError(
+                "cyclegan trains on two domains of different scenes, which share no image to "
+                "scale by: normalization must be 'dataset'"
+            )
+        if self.method in ("reflow", "cyclegan") and self.init is not None:
+            raise ValueError(
+                "init (fine-tuning) is for hazematching, indi and unet: a reflow student starts "
+                "from its teacher, cyclegan from scratch"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reflow_has_teacher(self) -> TrainConfig:

@@ -99,9 +99,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
             path,
         )
     try:
+        normalization = normalization_from(raw["normalization"])
+        # configs written before the choice existed trained with the mode stored beside them
+        config = {"normalization": normalization.mode, **raw["config"]}
         return Checkpoint(
-            config=TrainConfig.model_validate(raw["config"]),
-            normalization=normalization_from(raw["normalization"]),
+            config=TrainConfig.model_validate(config),
+            normalization=normalization,
             step=int(raw["step"]),
             model=raw["model"],
             ema=raw["ema"],
