@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from .config import (
     BlockConfig,
     CycleGANConfig,
+    IntensityAugmentation,
     NetworkConfig,
     RandomizationConfig,
     SamplingConfig,
@@ -28,7 +29,12 @@ from .config import (
     TrainConfig,
     load_toml,
 )
-from .errors import CalibrationMismatch, HazeMatchingError, describe_validation_error
+from .errors import (
+    CalibrationMismatch,
+    HazeMatchingError,
+    IntensityRangeWarning,
+    describe_validation_error,
+)
 
 # TorchScript is what BioImage.IO consumers load; torch's deprecation notice is no news to users.
 warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated")
@@ -54,7 +60,7 @@ def _one_line_warnings(default: Callable[..., None]) -> Callable[..., None]:
     """A warnings display that shows ours as `warning: <message>` and others as before."""
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, CalibrationMismatch):
+        if issubclass(category, (CalibrationMismatch, IntensityRangeWarning)):
             typer.echo(f"warning: {message}", err=True)
         else:
             default(message, category, *args, **kwargs)
@@ -70,6 +76,7 @@ def _reports_errors(command: F) -> F:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", CalibrationMismatch)
+                warnings.simplefilter("always", IntensityRangeWarning)
                 warnings.showwarning = _one_line_warnings(warnings.showwarning)
                 return command(*args, **kwargs)
         except HazeMatchingError as error:
@@ -285,6 +292,22 @@ def train(
     val_every: int = typer.Option(
         None, help=f"steps between validations {_default(TrainConfig, 'val_every')}"
     ),
+    normalization: str = typer.Option(
+        None,
+        help="per-image (each image scaled by its own 1st/99.8th percentiles: any camera, gain "
+        "or bit depth) or dataset (the training images' fixed statistics: one microscope's "
+        "units) [default: per-image; dataset for cyclegan; a fine-tuning keeps its model's]",
+    ),
+    augment_intensities: bool = typer.Option(
+        False,
+        help="train on patches recorded as random 8/12/16-bit cameras with gains, offsets and "
+        "a few saturated pixels (IntensityAugmentation's defaults)",
+    ),
+    init: Path = typer.Option(
+        None,
+        help="fine-tune: start from this checkpoint, run folder or package that ships its "
+        "checkpoint (e.g. the bundled model), same network",
+    ),
     seed: int = typer.Option(None, help=f"random seed {_default(TrainConfig, 'seed')}"),
     device: DeviceOption = None,
     config: Path = typer.Option(
@@ -334,6 +357,9 @@ def train(
         time_grid=time_grid,
         ema_decay=ema_decay,
         val_every=val_every,
+        normalization=normalization,
+        augmentation=IntensityAugmentation().model_dump() if augment_intensities else None,
+        init=None if init is None else str(init),
         seed=seed,
         device=device,
     )

@@ -17,6 +17,7 @@ class HazeMatchingError(Exception):
     def __init__(self, message: str, path: Path | str | None = None) -> None:
         text = " ".join(str(message).split())
         super().__init__(f"{path}: {text}" if path is not None else text)
+        self.message = text  # without the path, to name another path instead
         self.path = Path(path) if path is not None else None
 
 
@@ -30,6 +31,10 @@ def describe_validation_error(error: ValidationError) -> str:
         return f"{where}: {message}" if where else message
 
     return "; ".join(one(problem) for problem in error.errors())
+
+
+class IntensityRangeWarning(UserWarning):
+    """An input lies far outside the intensities a dataset-normalised model was trained on."""
 
 
 class CalibrationMismatch(UserWarning):

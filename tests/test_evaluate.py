@@ -14,7 +14,6 @@ from torchvision.models import alexnet
 
 from hazematching.config import SamplingConfig
 from hazematching.data.dataset import load_pairs
-from hazematching.data.normalization import EPS
 from hazematching.data.simulate import PSF_FILE
 from hazematching.errors import HazeMatchingError
 from hazematching.evaluation.compute import EvaluationResult, PerceptualWeights, evaluate
@@ -132,10 +131,10 @@ def test_calibration_errors_match_an_independent_recomputation(
     stored = model.calibration
     assert (numbers["std_scale"], numbers["std_offset"]) == (stored.std_scale, stored.std_offset)
     sampler = build_sampler(model, SAMPLING, torch.device("cpu"), calibrated=False)
-    unit = model.normalization.target_std + EPS
     stds, errors = [], []
     pairs = load_pairs(sim_dir / "test")
     for hazy, target in zip(pairs.inputs, pairs.targets, strict=True):
+        unit = model.normalization.intensity_map(hazy).output_scale  # this image's network unit
         result = predict_planes(model, sampler, hazy[None])
         stds.append(result.std[0].ravel() / unit)
         errors.append((result.mmse[0] - target).ravel() / unit)

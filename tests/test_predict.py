@@ -44,8 +44,9 @@ def test_prediction_file_and_numbers(trained: TrainResult, hazy: Path, tmp_path:
     # the file holds the scripted sampler's output mapped back to target intensities
     model = load_trained_model(trained.best)
     sampler = build_sampler(model, SAMPLING, torch.device("cpu"))
-    norm = model.normalization.intensity_map()
-    x = torch.from_numpy(norm.normalize_input(read_single(hazy)[0]))[None, None]
+    plane = read_single(hazy)[0]
+    norm = model.normalization.intensity_map(plane)
+    x = torch.from_numpy(norm.normalize_input(plane))[None, None]
     with torch.no_grad():
         raw = sampler(x)[0].numpy()
     np.testing.assert_allclose(data[0], norm.denormalize_target(raw[0]), rtol=1e-6)

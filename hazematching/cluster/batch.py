@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,11 +30,13 @@ from tqdm.auto import tqdm
 from ..config import BlockConfig, SamplingConfig
 from ..data.omezarr import is_ome_zarr
 from ..data.tiff import read_single
+from ..errors import IntensityRangeWarning
 from ..fileio import file_stamp, output_folder, write_json
 from ..inference.blockwise import (
     block_count,
     block_runner,
     blocks_record,
+    intensity_sample,
     looks_large,
     predict_large,
 )
@@ -44,7 +47,13 @@ from ..inference.predict import (
     predict_record,
     read_input,
 )
-from ..inference.runner import BlockSource, block_source, cached_runner
+from ..inference.runner import (
+    BlockSource,
+    Runner,
+    block_source,
+    cached_runner,
+    intensity_warning,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -128,8 +137,9 @@ def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -
     stamp = file_stamp(Path(source))
     key = settings.key()
     runner = cached_runner(settings.model, settings.sampling, settings.device)
+    caution = intensity_warning(runner, image, source)
     written = predict_image(runner, image, name, folder)
-    _complete(folder, name, key, stamp, written, runner.settings, runner.channel_names)
+    _complete(folder, name, key, stamp, written, runner, caution)
     return str(written)
 
 
@@ -139,17 +149,19 @@ def _complete(
     key: str,
     stamp: str,
     written: Path,
-    sampling: dict[str, object],
-    channels: list[str],
+    runner: Runner,
+    caution: str | None,
 ) -> None:
-    """Record an output as complete (written last, after the output itself)."""
+    """Record an output as complete (written last, after the output itself), with the
+    intensity guard's warning about its input (None: none)."""
     record = {
         "settings": key,
         "input": stamp,
         "output": written.name,
         "sha256": _sha256(written),
-        "sampling": sampling,
-        "output_channels": channels,
+        "sampling": runner.settings,
+        "output_channels": runner.channel_names,
+        "warning": caution,
     }
     write_json(_record(out_dir, name), record)
 
@@ -253,11 +265,24 @@ def predict_distributed(
     if done:  # the sampling and channels, as the workers recorded them
         first = json.loads(_record(out_dir, sorted(done)[0]).read_text())
         record.update(sampling=first["sampling"], output_channels=first["output_channels"])
+    record["warnings"] = _worker_warnings(out_dir, sorted(done))
     record["failed"] = result.failed
     if large and block_model.refusal is None:
         record["blocks"] = blocks_record(blocks, block_model, device)
     write_json(out_dir / "predict.json", record)
     return result
+
+
+def _worker_warnings(out_dir: Path, names: list[str]) -> list[str]:
+    """The intensity guard's warnings the tasks recorded, issued again in this process (a
+    worker's warnings are not shown where the run was started)."""
+    cautions = []
+    for name in names:
+        caution = json.loads(_record(out_dir, name).read_text()).get("warning")
+        if caution:
+            warnings.warn(caution, IntensityRangeWarning, stacklevel=2)
+            cautions.append(caution)
+    return cautions
 
 
 def _output_name(out_dir: Path, name: str) -> str:
@@ -279,6 +304,8 @@ def _predict_large(
     model's `block_source`, says), recorded as complete when written."""
     image = read_input(source, settings.channel)
     stamp = file_stamp(source)
+    runner = block_runner(block_model, settings.device)
+    caution = intensity_warning(runner, intensity_sample(image), source)
     with tqdm(
         total=block_count(image, settings.blocks),
         desc=source.name,
@@ -297,6 +324,5 @@ def _predict_large(
             device=settings.device,
             on_block=bar.update,
         )
-    runner = block_runner(block_model, settings.device)
-    _complete(out_dir, name, key, stamp, written, runner.settings, runner.channel_names)
+    _complete(out_dir, name, key, stamp, written, runner, caution)
     return written

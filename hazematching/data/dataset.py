@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import IntensityAugmentation
 from ..errors import HazeMatchingError
-from .normalization import Normalization
+from .camera import Camera, RankedPercentile, draw_camera
+from .normalization import IntensityMap, Normalization, PerImageNormalization
 from .tiff import read_pair, read_single
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -153,23 +155,75 @@ class PatchSampler:
     """Random normalised (hazy, target) patches with flips and 90-degree rotations.
 
     Images are drawn with probability proportional to their area, so every pixel is equally
-    likely to be seen. All randomness comes from the generator passed to `sample`, which makes
-    training reproducible and resumable (the trainer derives it from the seed and step).
+    likely to be seen. Each patch is normalised with the intensity map of its whole image. With
+    `augmentation`, a patch may come from its image as a random camera records it
+    (`data/camera.py`), normalised with the map of that whole recording. All randomness comes
+    from the generator passed to `sample`, which makes training reproducible and resumable (the
+    trainer derives it from the seed and step).
     """
 
-    def __init__(self, pairs: PairedImages, normalization: Normalization, patch_size: int):
+    def __init__(
+        self,
+        pairs: PairedImages,
+        normalization: Normalization,
+        patch_size: int,
+        augmentation: IntensityAugmentation | None = None,
+    ):
         require_min_size(pairs.inputs, pairs.sources, patch_size, "the patch size")
-        maps = [normalization.intensity_map(x) for x in pairs.inputs]
-        self.inputs = [m.normalize_input(x) for m, x in zip(maps, pairs.inputs, strict=True)]
-        self.targets = [m.normalize_target(y) for m, y in zip(maps, pairs.targets, strict=True)]
+        self.inputs = [np.asarray(x, dtype=np.float32) for x in pairs.inputs]
+        self.targets = [np.asarray(y, dtype=np.float32) for y in pairs.targets]
+        self.normalization = normalization
+        self.maps = [normalization.intensity_map(x) for x in pairs.inputs]
+        self.augmentation = augmentation
         self.patch_size = patch_size
         self.weights = area_weights(self.inputs)
+        self.ranks: list[dict[str, RankedPercentile]] = []
+        if augmentation is not None:
+            low, high = _percentiles(normalization)
+            quantiles = {
+                "low": low,
+                "high": high,
+                "saturating": 100.0 * (1.0 - augmentation.saturated),
+            }
+            self.ranks = [
+                {name: RankedPercentile.of(x, q) for name, q in quantiles.items()}
+                for x in self.inputs
+            ]
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """(hazy, target) float32 arrays of shape (batch, 1, patch, patch)."""
-        return tuple(
-            random_patches(rng, batch, self.patch_size, self.weights, self.inputs, self.targets)
+        (hazy, target), images = random_patches(
+            rng, batch, self.patch_size, self.weights, self.inputs, self.targets
         )
+        for b, i in enumerate(images):
+            camera = None
+            if self.augmentation is not None:
+                ranks = self.ranks[i]
+                camera = draw_camera(
+                    rng, self.augmentation, ranks["high"].value(), ranks["saturating"].value()
+                )
+            intensities = self.maps[i] if camera is None else self._recorded_map(i, camera)
+            x = hazy[b, 0] if camera is None else camera.record(hazy[b, 0])
+            y = target[b, 0] if camera is None else camera.rescale(target[b, 0])
+            hazy[b, 0] = intensities.normalize_input(x)
+            target[b, 0] = intensities.normalize_target(y)
+        return hazy, target
+
+    def _recorded_map(self, image: int, camera: Camera) -> IntensityMap:
+        """The intensity map of image `image` as `camera` records it, without recording it."""
+        if not isinstance(self.normalization, PerImageNormalization):
+            return self.maps[image]  # a fixed map whatever the units
+        ranks = self.ranks[image]
+        return self.normalization.map_between(
+            ranks["low"].value(camera), ranks["high"].value(camera)
+        )
+
+
+def _percentiles(normalization: Normalization) -> tuple[float, float]:
+    """The low and high percentiles an augmentation tracks: the per-image ones, else 1/99.8."""
+    if isinstance(normalization, PerImageNormalization):
+        return normalization.low_percentile, normalization.high_percentile
+    return 1.0, 99.8
 
 
 def area_weights(images: list[np.ndarray]) -> np.ndarray:
@@ -184,22 +238,25 @@ def random_patches(
     patch: int,
     weights: np.ndarray,
     *stacks: list[np.ndarray],
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], list[int]]:
     """`batch` random windows, flipped and rotated, cut at the same place from every stack.
 
     Each stack is a list of images of matching shapes (one stack for single images, two for
-    pairs); returns one float32 array (batch, 1, patch, patch) per stack.
+    pairs); returns one float32 array (batch, 1, patch, patch) per stack, and the image each
+    window was cut from.
     """
     out = [np.empty((batch, 1, patch, patch), dtype=np.float32) for _ in stacks]
+    images = []
     for b in range(batch):
         i = int(rng.choice(len(stacks[0]), p=weights))
+        images.append(i)
         height, width = stacks[0][i].shape
         y = int(rng.integers(0, height - patch + 1))
         x = int(rng.integers(0, width - patch + 1))
         transform = int(rng.integers(0, 8))
-        for array, images in zip(out, stacks, strict=True):
-            array[b, 0] = _dihedral(images[i][y : y + patch, x : x + patch], transform)
-    return out
+        for array, stack in zip(out, stacks, strict=True):
+            array[b, 0] = _dihedral(stack[i][y : y + patch, x : x + patch], transform)
+    return out, images
 
 
 def _dihedral(patch: np.ndarray, transform: int) -> np.ndarray:

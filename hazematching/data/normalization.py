@@ -13,6 +13,10 @@ Every path (training patches, library prediction, the block path, packages) asks
 normalisation for the `IntensityMap` of a whole input image and applies that one map; the block
 path computes it once per image, never per block. Checkpoints written before the union existed
 carry no `mode` and read as `dataset`.
+
+A `dataset` model only knows the units of its training images, so it also records where their
+intensities lay (`input_range`: the lowest 0.1st and the highest 99.9th percentile of any
+training input, in network units) and `range_warning` says when an input lies far outside it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from ..config import StrictModel
 from ..errors import HazeMatchingError
 
 EPS = 1e-6
+#: Percentiles that describe where an input image's intensities lie, for the guard.
+GUARD_PERCENTILES = (0.1, 99.9)
+#: How far beyond the training inputs' range (in multiples of its width) an input's percentile
+#: may lie before `range_warning` fires; see `benchmarks/intensity_guard.py` for the measurement.
+GUARD_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,13 +79,57 @@ class DatasetNormalization(StrictModel):
     input_std: float = Field(gt=0)
     target_mean: float
     target_std: float = Field(gt=0)
+    input_range: tuple[float, float] | None = Field(
+        None,
+        description="lowest 0.1st and highest 99.9th percentile of the training inputs, "
+        "normalised (None: not recorded, for checkpoints older than the guard)",
+    )
 
     @classmethod
     def from_images(
         cls, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray]
     ) -> DatasetNormalization:
-        """Statistics over every pixel of the given images (accumulated in float64)."""
-        return cls(**_stats("input", inputs), **_stats("target", targets))
+        """Statistics over every pixel of the given images (accumulated in float64), and the
+        normalised range of the inputs."""
+        stats = cls(**_stats("input", inputs), **_stats("target", targets))
+        ends = np.array([stats.input_percentiles(x) for x in inputs])
+        return stats.model_copy(
+            update={"input_range": (float(ends[:, 0].min()), float(ends[:, 1].max()))}
+        )
+
+    def input_percentiles(self, hazy: np.ndarray) -> tuple[float, float]:
+        """The 0.1st and 99.9th percentile of an input image, in network units."""
+        low, high = np.percentile(np.asarray(hazy, dtype=np.float64), GUARD_PERCENTILES)
+        fixed = self.intensity_map()
+        return (low - fixed.input_offset) / fixed.input_scale, (
+            high - fixed.input_offset
+        ) / fixed.input_scale
+
+    def range_warning(self, hazy: np.ndarray) -> str | None:
+        """A one-line warning when `hazy` lies far outside the training inputs' intensities.
+
+        Far: an end of its 0.1-99.9th percentile range lies more than `GUARD_MARGIN` widths of
+        the training inputs' range beyond it. Without a recorded range the warning says that
+        the check cannot be made.
+        """
+        if self.input_range is None:
+            return (
+                "this dataset-normalised model records no training intensity range, so nothing "
+                "checks that the image lies in it; a model trained or fine-tuned now records one"
+            )
+        low, high = self.input_percentiles(hazy)
+        train_low, train_high = self.input_range
+        margin = GUARD_MARGIN * (train_high - train_low)
+        if train_low - margin <= low and high <= train_high + margin:
+            return None
+        fixed = self.intensity_map()
+        raw = [v * fixed.input_scale + fixed.input_offset for v in (low, high, *self.input_range)]
+        return (
+            f"intensities {raw[0]:.4g}-{raw[1]:.4g} (0.1-99.9th percentiles) lie far outside "
+            f"the training inputs' {raw[2]:.4g}-{raw[3]:.4g}: this model normalises with fixed "
+            "training statistics, so its result is unreliable; use a per-image model or "
+            "fine-tune on this microscope's pairs"
+        )
 
     def intensity_map(self, hazy: np.ndarray | None = None) -> IntensityMap:
         """The same map for every image (`hazy` is not looked at)."""
@@ -112,8 +165,16 @@ class PerImageNormalization(StrictModel):
             raise HazeMatchingError("a per-image normalisation needs the input image")
         values = np.asarray(hazy, dtype=np.float64)
         low, high = np.percentile(values, [self.low_percentile, self.high_percentile])
-        scale = spread_scale(float(low), float(high))
-        return IntensityMap(float(low), scale, float(low), scale)
+        return self.map_between(float(low), float(high))
+
+    def range_warning(self, hazy: np.ndarray) -> str | None:
+        """None: an image in any units is mapped to the same network units."""
+        return None
+
+    def map_between(self, low: float, high: float) -> IntensityMap:
+        """The map of an image whose low and high percentiles are `low` and `high`."""
+        scale = spread_scale(low, high)
+        return IntensityMap(low, scale, low, scale)
 
 
 def spread_scale(low: float, high: float) -> float:

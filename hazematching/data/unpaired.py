@@ -128,4 +128,4 @@ class DomainPatches:
 
     def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
         """A float32 array of shape (batch, 1, patch, patch)."""
-        return random_patches(rng, batch, self.patch_size, self.weights, self.planes)[0]
+        return random_patches(rng, batch, self.patch_size, self.weights, self.planes)[0][0]

@@ -18,6 +18,7 @@ sampled block-wise through that checkpoint, at the package's own sampling settin
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -171,6 +172,16 @@ def whole_plane_map(runner: Runner, image: np.ndarray | ZarrImage, z: int) -> In
         return normalization.intensity_map()
     plane = image.data[z].compute() if isinstance(image, ZarrImage) else image[z]
     return normalization.intensity_map(np.asarray(plane, dtype=np.float32))
+
+
+def intensity_sample(image: np.ndarray | ZarrImage, most: int = 1 << 22) -> np.ndarray:
+    """The pixels the intensity guard looks at: all of a TIFF array, an even grid of at most
+    about `most` of an OME-Zarr image's (read lazily, so a huge image is not read whole)."""
+    if not isinstance(image, ZarrImage):
+        return image
+    planes, height, width = image_shape(image)
+    step = max(1, math.ceil(math.sqrt(planes * height * width / most)))
+    return np.asarray(image.data[:, ::step, ::step].compute(), dtype=np.float32)
 
 
 def image_shape(image: np.ndarray | ZarrImage) -> tuple[int, int, int]:

@@ -22,7 +22,9 @@ from ..fileio import output_folder, write_json
 from .blockwise import (
     InProcess,
     block_count,
+    block_runner,
     blocks_record,
+    intensity_sample,
     is_large,
     predict_large,
 )
@@ -30,7 +32,7 @@ from .bundled import bundled_model
 from .loader import open_model
 from .planes import no_progress
 from .results import write_result
-from .runner import Runner, block_source, load_runner
+from .runner import Runner, block_source, intensity_warning, load_runner
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".zarr"}
 
@@ -146,15 +148,18 @@ def predict(
     runner = load_runner(model_path, sampling, device) if not all(large) else None
     out_dir = Path(out_dir)
     output_folder(out_dir)
-    written = []
+    written, cautions = [], []
     small = [i for i, big in enumerate(large) if not big]
     if runner is not None:
         total = sum(runner.work(images[i]) for i in small)
         with tqdm(total=total, desc="predict", unit=runner.units, disable=not progress) as bar:
             for i in small:
                 bar.set_postfix(image=Path(inputs[i]).name)
+                cautions.append(intensity_warning(runner, images[i], inputs[i]))
                 written.append(predict_image(runner, images[i], names[i], out_dir, bar.update))
     for i in (i for i, big in enumerate(large) if big):
+        guard = block_runner(block_model, device)
+        cautions.append(intensity_warning(guard, intensity_sample(images[i]), inputs[i]))
         with tqdm(
             total=block_count(images[i], blocks),
             desc=f"predict {Path(inputs[i]).name}",
@@ -175,6 +180,7 @@ def predict(
                 )
             )
     record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
+    record["warnings"] = [caution for caution in cautions if caution is not None]
     if block_model is not None:  # resolved only when some image took the block path
         record["blocks"] = blocks_record(blocks, block_model, device)
     write_json(out_dir / "predict.json", record)

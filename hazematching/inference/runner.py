@@ -8,6 +8,7 @@ model samples large images block by block.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,10 @@ import numpy as np
 from ..bioimage.reading import channel_names as package_channel_names
 from ..bioimage.reading import load_package
 from ..config import SamplingConfig
-from ..data.normalization import Normalization
-from ..errors import HazeMatchingError
+from ..data.normalization import Normalization, normalization_from
+from ..errors import HazeMatchingError, IntensityRangeWarning
 from ..fileio import file_stamp
+from ..model.checkpoint import PACKAGE_CHECKPOINT
 from ..model.trained import load_trained_model
 from ..runtime import resolve_device
 from .loader import open_model
@@ -43,8 +45,9 @@ class Runner:
     `run(planes, on_progress, block)` maps (planes, Y, X) intensities to (planes, C, Y, X)
     outputs with channels `channel_names`, calling `on_progress(n)` as it goes; `block` says
     where the planes lie in a larger image and gives that image's intensity map, None for whole
-    images (a package samples whole images only). `normalization` is the checkpoint's (a
-    package normalises inside: None). `units` names what it counts and `work(planes)` how many
+    images (a package samples whole images only). `normalization` is the model's (a package
+    applies it inside; the library needs it for blocks and for `intensity_warning`; None for a
+    package that does not record it). `units` names what it counts and `work(planes)` how many
     of them one image takes. `settings` is what `predict.json` records.
     """
 
@@ -77,7 +80,15 @@ def load_runner(
                 )
             return run_package(descr, planes, torch_device, lambda: on_progress(1))
 
-        return Runner(package_channel_names(descr), {"package": True}, "plane", len, run_planes)
+        stored = (descr.config.model_extra or {}).get("hazematching", {}).get("normalization")
+        return Runner(
+            package_channel_names(descr),
+            {"package": True},
+            "plane",
+            len,
+            run_planes,
+            normalization_from(stored) if stored else None,
+        )
     model = load_trained_model(source.file)
     sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
     sampler = build_sampler(model, sampling, resolve_device(device))
@@ -100,6 +111,21 @@ def load_runner(
     )
 
 
+def intensity_warning(runner: Runner, values: np.ndarray, source: Path | str) -> str | None:
+    """The guard: a one-line warning naming `source` when its intensities (`values`, the image
+    or a sample of its pixels) lie far outside those a dataset-normalised model was trained on,
+    also issued as an `IntensityRangeWarning`; None when they do not (or the model works in any
+    units)."""
+    if runner.normalization is None:
+        return None
+    message = runner.normalization.range_warning(values)
+    if message is None:
+        return None
+    warning = f"{source}: {message}"
+    warnings.warn(warning, IntensityRangeWarning, stacklevel=2)
+    return warning
+
+
 _LOADED: dict[tuple[str, str, str], Runner] = {}  # per process: the runner of each model setting
 
 
@@ -110,10 +136,6 @@ def cached_runner(model: Path, sampling: SamplingConfig | None, device: str) -> 
     if key not in _LOADED:
         _LOADED[key] = load_runner(model, sampling, device)
     return _LOADED[key]
-
-
-#: Where a package keeps the checkpoint it was exported from (the build script puts it there).
-PACKAGE_CHECKPOINT = Path("training") / "best.pt"
 
 
 @dataclass(frozen=True)

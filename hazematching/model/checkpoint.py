@@ -9,6 +9,8 @@ never unpickles code, so opening a checkpoint someone sent you cannot run anythi
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from ..errors import HazeMatchingError
 from ..fileio import atomic_path
 from .calibration import Calibration
 
+#: Where a package keeps the checkpoint it was exported from (the build script puts it there).
+PACKAGE_CHECKPOINT = Path("training") / "best.pt"
 FORMAT = "hazematching-checkpoint"
 FORMAT_VERSION = 1
 BEST = "best.pt"
@@ -79,6 +83,26 @@ def resolve_checkpoint_path(path: Path) -> Path:
     if not path.is_file():
         raise HazeMatchingError("checkpoint not found", path)
     return path
+
+
+def load_model_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint of a model: a checkpoint file, a run folder, or a package (folder or
+    zip) that ships the checkpoint it was exported from (`PACKAGE_CHECKPOINT`)."""
+    path = Path(path)
+    if path.is_dir() and (path / "rdf.yaml").is_file():
+        if not (path / PACKAGE_CHECKPOINT).is_file():
+            raise HazeMatchingError(f"is a package without its {PACKAGE_CHECKPOINT}", path)
+        return load_checkpoint(path / PACKAGE_CHECKPOINT)
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as tmp:
+            if PACKAGE_CHECKPOINT.as_posix() not in archive.namelist():
+                raise HazeMatchingError(f"is a package without its {PACKAGE_CHECKPOINT}", path)
+            inside = Path(archive.extract(PACKAGE_CHECKPOINT.as_posix(), tmp))
+            try:
+                return load_checkpoint(inside)
+            except HazeMatchingError as error:
+                raise HazeMatchingError(f"{PACKAGE_CHECKPOINT}: {error.message}", path) from error
+    return load_checkpoint(path)
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

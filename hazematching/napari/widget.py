@@ -10,6 +10,7 @@ exception.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..config import SamplingConfig
-from ..errors import HazeMatchingError
+from ..errors import HazeMatchingError, IntensityRangeWarning
+from ..inference.runner import intensity_warning
 from .dehaze import (
     STD_NOTE,
     Cancelled,
@@ -220,16 +222,19 @@ class DehazeWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setMaximum(0)  # busy until the model is loaded and the work is known
 
-        def work() -> tuple[np.ndarray, list[str]] | Failed:
+        def work() -> tuple[np.ndarray, list[str], str | None] | Failed:
             """The run, its problems returned rather than raised: napari would also show a
             raised one as an error notification."""
             try:
                 runner = load(choice, sampling)
                 self.planned.emit(runner.work(planes))
+                with warnings.catch_warnings():  # shown in the status line instead
+                    warnings.simplefilter("ignore", IntensityRangeWarning)
+                    caution = intensity_warning(runner, planes, name)
                 stack = dehaze(runner, planes, self.progressed.emit, self._cancel.is_set)
             except Exception as error:  # every problem ends in the status line
                 return Failed(error)
-            return stack, runner.channel_names
+            return stack, runner.channel_names, caution
 
         self.worker = create_worker(
             work,
@@ -255,7 +260,9 @@ class DehazeWidget(QWidget):
         self._cancel.set()
         self.status.setText("cancelling ...")
 
-    def _done(self, layer: object, result: tuple[np.ndarray, list[str]] | Failed) -> None:
+    def _done(
+        self, layer: object, result: tuple[np.ndarray, list[str], str | None] | Failed
+    ) -> None:
         """Back in the main thread: add the result layers or show the problem."""
         if isinstance(result, Failed):
             self._failed(result.error)
@@ -268,7 +275,9 @@ class DehazeWidget(QWidget):
         self.progress.setMaximum(max(self.progress.maximum(), 1))
         self.worker = None
 
-    def _add_results(self, layer: object, stack: np.ndarray, channels: list[str]) -> None:
+    def _add_results(
+        self, layer: object, stack: np.ndarray, channels: list[str], caution: str | None
+    ) -> None:
         for result in result_layers(
             layer.name,  # type: ignore[attr-defined]
             stack,
@@ -280,7 +289,8 @@ class DehazeWidget(QWidget):
             if result.name in self.viewer.layers:
                 self.viewer.layers.remove(result.name)
             self.viewer.add_image(result.data, name=result.name, **result.options)
-        self.status.setText(f"added the results of {layer.name}")  # type: ignore[attr-defined]
+        done = f"added the results of {layer.name}"  # type: ignore[attr-defined]
+        self.status.setText(f"{done}; warning: {caution}" if caution else done)
 
     def _failed(self, error: Exception) -> None:
         if isinstance(error, Cancelled):

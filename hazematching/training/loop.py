@@ -20,14 +20,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
+from ..config import NormalizationMode, TrainConfig
 from ..data.dataset import PairedImages, PatchSampler, load_training_data
-from ..data.normalization import DatasetNormalization, Normalization
+from ..data.normalization import DatasetNormalization, Normalization, PerImageNormalization
 from ..data.simulate import simulation_record
 from ..data.unpaired import is_unpaired_folder
 from ..errors import HazeMatchingError
 from ..fileio import check_output_folder, output_folder, write_json
-from ..model.checkpoint import BEST, LAST, Checkpoint, load_checkpoint, save_checkpoint
+from ..model.checkpoint import (
+    BEST,
+    LAST,
+    Checkpoint,
+    load_checkpoint,
+    load_model_checkpoint,
+    save_checkpoint,
+)
 from ..model.network import build_velocity_net
 from ..model.trained import trained_model_from
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
@@ -149,6 +156,12 @@ def train(
         config = config.model_copy(
             update={"network": teacher.config.network, "patch_size": teacher.config.patch_size}
         )
+    init = None
+    if config.init is not None and previous is None:
+        init = load_init(Path(config.init), config)
+        config = config.model_copy(
+            update={"network": init.config.network, "patch_size": init.config.patch_size}
+        )
     device = resolve_device(config.device)
     group = start_process_group(device)
     if group.world > 1 and device.type == "cuda":
@@ -163,9 +176,54 @@ def train(
                 data_dir, run_dir, config, previous, device, progress
             )
             return TrainResult(run_dir / BEST, run_dir / LAST, step, val_loss, history)
-        return _train(data_dir, run_dir, config, previous, teacher, device, group, progress)
+        starts = _Starts(previous, teacher, init)
+        return _train(data_dir, run_dir, config, starts, device, group, progress)
     finally:
         stop_process_group(group)
+
+
+def load_init(path: Path, config: TrainConfig) -> Checkpoint:
+    """The model a fine-tuning starts from (a checkpoint, run folder or package that ships its
+    checkpoint): it must be of the method being trained."""
+    init = load_model_checkpoint(path)
+    if init.config.method != config.method:
+        raise HazeMatchingError(
+            f"is a {init.config.method} model: fine-tune it with --method {init.config.method}",
+            path,
+        )
+    return init
+
+
+@dataclass(frozen=True)
+class _Starts:
+    """What a training starts from besides fresh weights: the run it resumes, the teacher of a
+    student, the model it fine-tunes (each None when absent)."""
+
+    previous: Checkpoint | None = None
+    teacher: Checkpoint | None = None
+    init: Checkpoint | None = None
+
+    def normalization(self, config: TrainConfig, pairs: PairedImages) -> Normalization:
+        """A resumed run's or a teacher's normalisation; a fine-tuning keeps its model's mode
+        (unless `config` names one), with the statistics of the new pairs for `dataset`;
+        otherwise a fresh one of the configured mode."""
+        if self.previous is not None:
+            return self.previous.normalization
+        if self.teacher is not None:
+            return self.teacher.normalization
+        if self.init is not None:
+            mode = config.normalization or self.init.normalization.mode
+            if isinstance(self.init.normalization, PerImageNormalization) and mode == "per-image":
+                return self.init.normalization
+            return fresh_normalization(mode, pairs)
+        return fresh_normalization(config.normalization_mode, pairs)
+
+
+def fresh_normalization(mode: NormalizationMode, pairs: PairedImages) -> Normalization:
+    """A new normalisation of `mode`: the default percentiles, or the statistics of `pairs`."""
+    if mode == "per-image":
+        return PerImageNormalization()
+    return DatasetNormalization.from_images(pairs.inputs, pairs.targets)
 
 
 def load_teacher(path: Path) -> Checkpoint:
@@ -228,15 +286,13 @@ def _prepare_data(
     data_dir: Path,
     run_dir: Path,
     config: TrainConfig,
-    previous: Checkpoint | None,
-    teacher: Checkpoint | None,
+    starts: _Starts,
     device: torch.device,
     group: ProcessGroup,
     progress: bool,
 ) -> _TrainingData:
-    """Load the pairs, fix the normalisation (a resumed run's or a teacher's, else the
-    training images'), open the run folder with the config, and draw a student's teacher pairs
-    (cached in the run folder)."""
+    """Load the pairs, fix the normalisation (`_Starts.normalization`), open the run folder
+    with the config, and draw a student's teacher pairs (cached in the run folder)."""
     if is_unpaired_folder(data_dir):
         raise HazeMatchingError(
             f"holds unpaired widefield/ and confocal/ folders: method '{config.method}' needs "
@@ -244,13 +300,9 @@ def _prepare_data(
             data_dir,
         )
     train_pairs, val_pairs = load_training_data(data_dir, config.val_fraction, config.seed)
-    if previous is not None:
-        normalization = previous.normalization
-    elif teacher is not None:
-        normalization = teacher.normalization
-    else:
-        normalization = DatasetNormalization.from_images(train_pairs.inputs, train_pairs.targets)
-    train_sampler = PatchSampler(train_pairs, normalization, config.patch_size)
+    normalization = starts.normalization(config, train_pairs)
+    teacher = starts.teacher
+    train_sampler = PatchSampler(train_pairs, normalization, config.patch_size, config.augmentation)
     val_sampler = PatchSampler(val_pairs, normalization, config.patch_size)
     if group.is_main:
         output_folder(run_dir)
@@ -279,19 +331,15 @@ class _TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
-    def create(
-        cls,
-        config: TrainConfig,
-        device: torch.device,
-        previous: Checkpoint | None,
-        teacher: Checkpoint | None,
-    ) -> _TrainState:
-        """Fresh weights (identical on every rank; a student starts as its teacher), or the
-        state of the run `previous` resumes."""
+    def create(cls, config: TrainConfig, device: torch.device, starts: _Starts) -> _TrainState:
+        """Fresh weights (identical on every rank; a student starts as its teacher, a
+        fine-tuning as its model's EMA weights), or the state of the run it resumes."""
         torch.manual_seed(config.seed)
         net = build_velocity_net(config.network, config.patch_size).to(device)
-        if teacher is not None:
-            net.load_state_dict(teacher.ema)
+        previous = starts.previous
+        start = starts.teacher or starts.init
+        if start is not None:
+            net.load_state_dict(start.ema)
         state = cls(
             net,
             copy.deepcopy(net).eval(),
@@ -375,14 +423,13 @@ def _train(
     data_dir: Path,
     run_dir: Path,
     config: TrainConfig,
-    previous: Checkpoint | None,
-    teacher: Checkpoint | None,
+    starts: _Starts,
     device: torch.device,
     group: ProcessGroup,
     progress: bool,
 ) -> TrainResult:
-    data = _prepare_data(data_dir, run_dir, config, previous, teacher, device, group, progress)
-    state = _TrainState.create(config, device, previous, teacher)
+    data = _prepare_data(data_dir, run_dir, config, starts, device, group, progress)
+    state = _TrainState.create(config, device, starts)
     model: nn.Module = DistributedDataParallel(state.net) if group.world > 1 else state.net
     objective = GuidedFlowMatching(config.start_input, config.start_noise)
     bar = tqdm(
