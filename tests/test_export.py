@@ -171,6 +171,23 @@ def test_core_predict_on_a_tiled_image_matches_library(
     np.testing.assert_allclose(packaged[:, 1], library.std, rtol=1e-4, atol=1e-4 * scale)
 
 
+@pytest.mark.parametrize("bits", [None, 8, 16])
+def test_package_in_core_follows_gain_and_offset(package: ExportResult, bits: int | None) -> None:
+    """A per-image package computes its input's percentiles itself: through bioimageio.core,
+    MMSE(a x + b) == a MMSE(x) + b and std(a x + b) == |a| std(x), also on camera counts."""
+    image = np.random.default_rng(3).gamma(2.0, 40.0, (1, 40, 48)).astype(np.float32)
+    if bits is not None:
+        full = 2.0**bits - 1
+        image = np.clip(np.round(image * 0.6 * full / image.max() + 0.02 * full), 0, full)
+    descr = load_package(package.path)
+    base = run_package(descr, image, "cpu", lambda: None)[0]
+    for gain, offset in [(1e-2, 0.0), (10.0, 100.0)]:
+        moved = run_package(descr, gain * image + offset, "cpu", lambda: None)[0]
+        scale = gain * float(np.abs(base).max())
+        np.testing.assert_allclose(moved[0], gain * base[0] + offset, rtol=0, atol=2e-4 * scale)
+        np.testing.assert_allclose(moved[1], gain * base[1], rtol=0, atol=2e-4 * scale)
+
+
 def test_same_output_twice_and_in_a_fresh_process(unpacked: Path, tmp_path: Path) -> None:
     sampler = _torchscript(unpacked)
     rdf = yaml.safe_load((unpacked / "rdf.yaml").read_text())

@@ -89,21 +89,22 @@ def test_per_image_mmse_and_std_follow_gain_and_offset(
 def test_block_path_normalises_with_the_whole_image(
     trained: TrainResult, sim_dir: Path, tmp_path: Path
 ) -> None:
-    """Blocks map intensities with the whole plane's percentiles: the block path is
-    equivariant too, and a bright corner (which would change a block's own percentiles) does
-    not change the other blocks' results relative to the whole-image map."""
+    """Blocks map intensities with the whole plane's percentiles, computed once: on an image
+    whose right half is 20x brighter (so each block's own percentiles would differ), the block
+    path gives the whole-image path's result up to the blending of blocks (per-block maps
+    differ by about 7 % of the MMSE's spread and 8 % of the std), and it is equivariant."""
     hazy = np.tile(_hazy(sim_dir), (2, 2))
-    blocks = BlockConfig(block=48, halo=16, above=0)
+    hazy[:, 48:] *= 20
+    blocks = BlockConfig(block=48, halo=16, above=1)
     base = _predict(trained.best, hazy, tmp_path / "base", sampling=SAMPLING, blocks=blocks)
+    whole = _predict(trained.best, hazy, tmp_path / "whole", sampling=SAMPLING)
+    assert np.abs(base[0] - whole[0]).mean() < 0.01 * whole[0].std()
+    assert np.abs(base[1] - whole[1]).mean() < 0.01 * whole[1].mean()
     gain, offset = 300.0, 100.0
     moved = _predict(
         trained.best, gain * hazy + offset, tmp_path / "moved", sampling=SAMPLING, blocks=blocks
     )
     _assert_equivariant(base, moved, gain, offset)
-    whole = _predict(trained.best, hazy, tmp_path / "whole", sampling=SAMPLING)
-    # the whole-image map in both paths: the block path differs from the whole image only in
-    # how blocks are blended, not in units (the same mean level)
-    assert abs(float(base[0].mean() - whole[0].mean())) < 0.05 * float(whole[0].std())
 
 
 def test_tile_seams_at_16_bit_scale_are_those_in_range(

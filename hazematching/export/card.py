@@ -293,10 +293,18 @@ def _std_offset(norm: Normalization, offset: float) -> str:
 def _normalization_rows(norm: Normalization) -> list[str]:
     """Rows of the training table that state the normalisation."""
     if isinstance(norm, DatasetNormalization):
-        return [
+        rows = [
             f"| input normalisation | mean {norm.input_mean:.6g}, std {norm.input_std:.6g} |",
             f"| target normalisation | mean {norm.target_mean:.6g}, std {norm.target_std:.6g} |",
         ]
+        if norm.input_range is not None:
+            fixed = norm.intensity_map()
+            low, high = (v * fixed.input_scale + fixed.input_offset for v in norm.input_range)
+            rows.append(
+                f"| training input intensities | {low:.4g} to {high:.4g} (lowest 0.1st, highest "
+                "99.9th percentile); images far outside give unreliable results |"
+            )
+        return rows
     return [
         f"| normalisation | per image: its {norm.low_percentile:g} and "
         f"{norm.high_percentile:g} percentiles map to 0 and 1, results mapped back alike |"

@@ -93,7 +93,7 @@ def load_model_checkpoint(path: Path) -> Checkpoint:
         if not (path / PACKAGE_CHECKPOINT).is_file():
             raise HazeMatchingError(f"is a package without its {PACKAGE_CHECKPOINT}", path)
         return load_checkpoint(path / PACKAGE_CHECKPOINT)
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_file() and _zipped_package(path):
         with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as tmp:
             if PACKAGE_CHECKPOINT.as_posix() not in archive.namelist():
                 raise HazeMatchingError(f"is a package without its {PACKAGE_CHECKPOINT}", path)
@@ -103,6 +103,14 @@ def load_model_checkpoint(path: Path) -> Checkpoint:
             except HazeMatchingError as error:
                 raise HazeMatchingError(f"{PACKAGE_CHECKPOINT}: {error.message}", path) from error
     return load_checkpoint(path)
+
+
+def _zipped_package(path: Path) -> bool:
+    """A zip with `rdf.yaml` at its root (a checkpoint is a zip too, without one)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "rdf.yaml" in archive.namelist()
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -184,9 +184,11 @@ def train(
 
 def load_init(path: Path, config: TrainConfig) -> Checkpoint:
     """The model a fine-tuning starts from (a checkpoint, run folder or package that ships its
-    checkpoint): it must be of the method being trained."""
+    checkpoint): it must be of the method being trained, or a reflow student for a HazeMatching
+    training (the same network and inputs; it is then trained and sampled at the new time grid)."""
     init = load_model_checkpoint(path)
-    if init.config.method != config.method:
+    compatible = {config.method} | ({"reflow"} if config.method == "hazematching" else set())
+    if init.config.method not in compatible:
         raise HazeMatchingError(
             f"is a {init.config.method} model: fine-tune it with --method {init.config.method}",
             path,
