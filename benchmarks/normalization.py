@@ -84,7 +84,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=240)
     parser.add_argument("--test-pairs", type=int, default=24)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--width", type=int, default=32)
     args = parser.parse_args()
     sampling = SamplingConfig(samples=4, steps=10)
@@ -114,7 +115,7 @@ def main() -> None:
         for name, options in variants.items():
             config = TrainConfig(
                 steps=args.steps,
-                patch_size=64,
+                patch_size=args.patch,
                 batch_size=8,
                 learning_rate=1e-3,
                 ema_decay=0.995,
