@@ -239,6 +239,23 @@ DRAWN = (
 )
 
 
+class CameraRecording(StrictModel):
+    """Pairs as a camera writes them: `bits` deep, a `baseline` offset in counts, the image's
+    99.8th percentile at `fill` of the range above the baseline, or, with `saturated` > 0, the
+    gain at which that share of pixels exceeds the full scale (`data/camera.py`)."""
+
+    bits: Literal[8, 12, 16]
+    baseline: float = Field(0.0, ge=0)
+    fill: float = Field(0.9, gt=0, le=1)
+    saturated: float = Field(0.0, ge=0, lt=0.05)
+
+    @model_validator(mode="after")
+    def _baseline_below_full_scale(self) -> CameraRecording:
+        if self.baseline >= 2**self.bits - 1:
+            raise ValueError(f"baseline {self.baseline} is not below the {self.bits}-bit range")
+        return self
+
+
 class RobustnessCondition(StrictModel):
     """One held-out test condition of a robustness evaluation: how its pairs are simulated."""
 
@@ -262,6 +279,9 @@ class RobustnessCondition(StrictModel):
         description="a folder of paired test images to use instead of simulating (e.g. pairs "
         "from another simulator or real pairs from another microscope; its test/ if present)",
     )
+    camera: CameraRecording | None = Field(
+        None, description="record the simulated pairs as this camera would (intensity units)"
+    )
 
     @field_validator("simulation")
     @classmethod
@@ -273,8 +293,12 @@ class RobustnessCondition(StrictModel):
 
     @model_validator(mode="after")
     def _data_or_simulation(self) -> RobustnessCondition:
-        if self.data is not None and (self.simulation or self.ranges != RandomizationConfig()):
-            raise ValueError("a condition with `data` is not simulated: drop ranges/simulation")
+        if self.data is not None and (
+            self.simulation or self.ranges != RandomizationConfig() or self.camera
+        ):
+            raise ValueError(
+                "a condition with `data` is not simulated: drop ranges/simulation/camera"
+            )
         return self
 
 

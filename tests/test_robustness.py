@@ -14,14 +14,21 @@ import tifffile
 import torch
 
 from hazematching.config import (
+    CameraRecording,
     RandomizationConfig,
     RobustnessCondition,
     RobustnessPlan,
     SimulationConfig,
 )
 from hazematching.data.dataset import load_pairs
+from hazematching.data.simulate import simulate
 from hazematching.errors import HazeMatchingError
-from hazematching.evaluation.robustness import ModelEntry, condition_config, robustness
+from hazematching.evaluation.robustness import (
+    ModelEntry,
+    condition_config,
+    record_pairs,
+    robustness,
+)
 from hazematching.export.card import ranges_text, robustness_markdown
 from hazematching.inference.planes import predict_planes
 from hazematching.inference.sampling import build_sampler
@@ -231,3 +238,27 @@ def test_bad_plans_fail_before_anything_is_written(calibrated_checkpoint: Path, 
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match="is not simulated"):
         RobustnessCondition(description="x", data=tmp_path, simulation={"read_noise": 1.0})
+
+
+def test_camera_conditions_record_the_pairs_as_that_camera_writes_them(tmp_path: Path) -> None:
+    """A 16-bit camera with a baseline and 0.1 % saturation: integer counts within the range,
+    about that share of pixels at the full scale, the target with the same gain and offset."""
+    config = SimulationConfig(pairs=2, size=64, seed=4, split=(0.0, 0.0, 1.0))
+    simulate(tmp_path, config, progress=False)
+    before = load_pairs(tmp_path / "test")
+    recording = CameraRecording(bits=16, baseline=100, saturated=0.001)
+    record_pairs(tmp_path, recording)
+    after = load_pairs(tmp_path / "test")
+    for hazy, target, raw_hazy, raw_target in zip(
+        after.inputs, after.targets, before.inputs, before.targets, strict=True
+    ):
+        assert np.array_equal(hazy, np.round(hazy)) and hazy.min() >= 0 and hazy.max() == 65535
+        assert 1 <= np.count_nonzero(hazy == 65535) <= 0.002 * hazy.size + 1
+        gain, offset = np.polyfit(raw_target.ravel(), target.ravel(), 1)
+        assert offset == pytest.approx(100, abs=0.5)
+        np.testing.assert_allclose(target, gain * raw_target + 100, rtol=1e-5, atol=1e-2)
+        unsaturated = hazy < 65535
+        np.testing.assert_allclose(
+            hazy[unsaturated], np.round(gain * raw_hazy + 100)[unsaturated].clip(0), atol=1
+        )
+    assert json.loads((tmp_path / "simulation.json").read_text())["camera"]["bits"] == 16

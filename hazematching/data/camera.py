@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import IntensityAugmentation
+from ..config import CameraRecording, IntensityAugmentation
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,15 @@ def draw_camera(
     else:
         gain = rng.uniform(*augmentation.fill) * (full_scale - baseline) / bright
     return Camera(float(gain), baseline, full_scale)
+
+
+def recording_camera(recording: CameraRecording, hazy: np.ndarray) -> Camera:
+    """The camera that records `hazy` as `recording` describes."""
+    full_scale = float(2**recording.bits - 1)
+    if recording.saturated > 0:
+        reach = RankedPercentile.of(hazy, 100.0 * (1.0 - recording.saturated)).value()
+        gain = (full_scale - recording.baseline) / reach
+    else:
+        bright = RankedPercentile.of(hazy, 99.8).value()
+        gain = recording.fill * (full_scale - recording.baseline) / bright
+    return Camera(float(gain), recording.baseline, full_scale)

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
-from ..config import RobustnessPlan, SamplingConfig, SimulationConfig, load_toml
+from ..config import CameraRecording, RobustnessPlan, SamplingConfig, SimulationConfig, load_toml
+from ..data.camera import recording_camera
 from ..data.simulate import simulate
+from ..data.tiff import INPUT_CHANNEL, TARGET_CHANNEL, read_pair, write_tiff
 from ..errors import HazeMatchingError, describe_validation_error
 from ..fileio import check_output_folder, write_json, write_text
 from .compute import evaluate
@@ -96,12 +99,16 @@ def _test_set(out_dir: Path, plan: RobustnessPlan, name: str, progress: bool) ->
     manifest = folder / "simulation.json"
     if manifest.is_file():
         try:
-            stored = SimulationConfig.model_validate(json.loads(manifest.read_text())["config"])
+            record = json.loads(manifest.read_text())
+            stored = SimulationConfig.model_validate(record["config"])
         except (OSError, ValueError, KeyError) as error:
             raise HazeMatchingError(
                 f"unreadable simulation record ({type(error).__name__}); use a new --out", manifest
             ) from error
-        if stored != config:
+        camera = plan.conditions[name].camera
+        if stored != config or record.get("camera") != (
+            camera.model_dump(mode="json") if camera else None
+        ):
             raise HazeMatchingError(
                 f"holds another simulation than condition {name!r}; use a new --out", folder
             )
@@ -109,7 +116,31 @@ def _test_set(out_dir: Path, plan: RobustnessPlan, name: str, progress: bool) ->
     if folder.exists():  # an interrupted simulation (the record is written last): start over
         shutil.rmtree(folder)
     simulate(folder, config, progress=progress)
+    recording = plan.conditions[name].camera
+    if recording is not None:
+        record_pairs(folder, recording)
     return folder
+
+
+def record_pairs(folder: Path, recording: CameraRecording) -> None:
+    """Rewrite the simulated test pairs of `folder` as `recording`'s camera writes them: the
+    widefield input recorded, the confocal target with the same gain and offset. Done before
+    the simulation record is written, so an interrupted run starts over."""
+    manifest = folder / "simulation.json"
+    stored = manifest.read_text()
+    manifest.unlink()
+    for path in sorted((folder / "test").glob("*.tif")):
+        hazy, target = read_pair(path)
+        camera = recording_camera(recording, hazy)
+        stack = np.empty((2, *hazy.shape[1:]), np.float32)
+        stack[INPUT_CHANNEL], stack[TARGET_CHANNEL] = (
+            camera.record(hazy[0]),
+            camera.rescale(target[0]),
+        )
+        write_tiff(path, stack, "CYX", ["confocal", "widefield"])
+    record = json.loads(stored)
+    record["camera"] = recording.model_dump(mode="json")
+    write_json(manifest, record)
 
 
 def _row(condition: str, model: str, overall: dict[str, Any]) -> dict[str, Any]:
