@@ -125,10 +125,10 @@ class DatasetNormalization(StrictModel):
         fixed = self.intensity_map()
         raw = [v * fixed.input_scale + fixed.input_offset for v in (low, high, *self.input_range)]
         return (
-            f"intensities {raw[0]:.4g}-{raw[1]:.4g} (0.1-99.9th percentiles) lie far outside "
-            f"the training inputs' {raw[2]:.4g}-{raw[3]:.4g}: this model normalises with fixed "
-            "training statistics, so its result is unreliable; use a per-image model or "
-            "fine-tune on this microscope's pairs"
+            f"intensities {raw[0]:.4g} to {raw[1]:.4g} (0.1-99.9th percentiles) lie far "
+            f"outside the training inputs' {raw[2]:.4g} to {raw[3]:.4g}: this model normalises "
+            "with fixed training statistics, so its result is unreliable; use a per-image "
+            "model or fine-tune on this microscope's pairs"
         )
 
     def intensity_map(self, hazy: np.ndarray | None = None) -> IntensityMap:
