@@ -20,12 +20,16 @@ from ._version import __version__ as __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports lazily
     from .config import BlockConfig as BlockConfig
+    from .config import IntensityAugmentation as IntensityAugmentation
     from .config import NetworkConfig as NetworkConfig
     from .config import SamplingConfig as SamplingConfig
     from .config import SimulationConfig as SimulationConfig
     from .config import TrainConfig as TrainConfig
+    from .data.normalization import DatasetNormalization as DatasetNormalization
+    from .data.normalization import PerImageNormalization as PerImageNormalization
     from .data.simulate import simulate as simulate
     from .errors import HazeMatchingError as HazeMatchingError
+    from .errors import IntensityRangeWarning as IntensityRangeWarning
     from .evaluation.compute import PerceptualWeights as PerceptualWeights
     from .evaluation.compute import evaluate as evaluate
     from .export.check import check_package as check_package
@@ -48,10 +52,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
 _EXPORTS = {
     "BlockConfig": "config",
     "Calibration": "model.calibration",
+    "DatasetNormalization": "data.normalization",
     "ExportRecipe": "export.recipe",
     "HazeMatchingError": "errors",
+    "IntensityAugmentation": "config",
+    "IntensityRangeWarning": "errors",
     "NetworkConfig": "config",
     "PerceptualWeights": "evaluation.compute",
+    "PerImageNormalization": "data.normalization",
     "SamplingConfig": "config",
     "SimulationConfig": "config",
     "TrainConfig": "config",
