@@ -137,3 +137,22 @@ def test_the_graph_reader_sees_imports_and_cycles() -> None:
     assert "hazematching.inference.blockwise" in _graph()["hazematching.inference.predict"]
     loop = {"a": {"b"}, "b": {"a"}, "c": set()}
     assert sorted(map(sorted, _strongly_connected(loop))) == [["a", "b"], ["c"]]
+
+
+def test_the_lazy_api_and_what_type_checkers_see_agree() -> None:
+    """Every public name resolves, and the TYPE_CHECKING block of `hazematching/__init__.py`
+    imports exactly the public names, each from the module the lazy table names."""
+    import hazematching
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    checked = {
+        alias.asname: node.module.lstrip(".")
+        for branch in tree.body
+        if isinstance(branch, ast.If) and ast.unparse(branch.test) == "TYPE_CHECKING"
+        for node in branch.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    assert checked == hazematching._EXPORTS
+    for name in hazematching.__all__:
+        assert getattr(hazematching, name) is not None, name
