@@ -15,8 +15,6 @@ model as it is. Results go to JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import tempfile
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from record import write_result
 
 from hazematching.config import RobustnessPlan, SamplingConfig, TrainConfig, load_toml
 from hazematching.data.dataset import load_pairs, split_folder
@@ -114,12 +113,9 @@ def main() -> None:
         "settings": {**settings, "network": start.config.network.model_dump()},
         "sampling": sampling.model_dump(),
         "test_pairs": args.test_pairs,
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
-        "threads": torch.get_num_threads(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_result(args.out, record)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from record import write_result
 
 from hazematching.config import (
     IntensityAugmentation,
@@ -133,12 +133,9 @@ def main() -> None:
     record = {
         "what": __doc__.split("\n\n")[0],
         "settings": {**vars(args), "out": str(args.out), "sampling": sampling.model_dump()},
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
-        "threads": torch.get_num_threads(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_result(args.out, record)
 
 
 if __name__ == "__main__":
