@@ -65,6 +65,19 @@ def test_the_bundled_model_gives_the_layers_predict_gives(viewer, qtbot, main_co
         assert tuple(layer.scale) == (0.5, 0.25) and tuple(layer.translate) == (3.0, 4.0)
     assert viewer.layers["widefield_1 std"].colormap.name == "magma"
     assert widget.progress.value() == widget.progress.maximum() > 0
+    assert "warning" not in widget.status.text()  # in the model's training intensities
+
+
+def test_the_status_line_carries_the_intensity_guard(viewer, qtbot) -> None:
+    """The bundled model normalises with fixed statistics: a 16-bit-scale image gets its result
+    and, in the status line, the guard's warning naming the layer and the numbers."""
+    image = tifffile.imread(EXAMPLES / "widefield_1.tif")[:96, :96] * 150.0 + 100.0
+    viewer.add_image(image, name="bright")
+    widget = _widget(viewer, qtbot)
+    _run(widget, qtbot, "bright")
+    assert "bright mmse" in [layer.name for layer in viewer.layers], widget.status.text()
+    status = widget.status.text()
+    assert "warning: bright: intensities" in status and "far outside" in status
 
 
 def test_a_checkpoint_adds_its_samples_as_a_stack(viewer, qtbot, trained, tmp_path) -> None:
