@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HazeMatchingError
 from .github import package_github_users, unverified_github_users
@@ -55,3 +55,9 @@ def channel_names(descr: ModelDescr) -> list[str]:
         if axis.type == "channel":
             return [str(name) for name in axis.channel_names]
     raise HazeMatchingError("the package output has no channel axis")
+
+
+def recorded_settings(descr: ModelDescr) -> dict[str, Any]:
+    """What the exporter recorded in the package's `config.hazematching` (training, sampling,
+    normalisation, calibration); empty for a package made elsewhere."""
+    return (descr.config.model_extra or {}).get("hazematching", {})

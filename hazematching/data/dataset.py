@@ -220,10 +220,14 @@ class PatchSampler:
 
 
 def _percentiles(normalization: Normalization) -> tuple[float, float]:
-    """The low and high percentiles an augmentation tracks: the per-image ones, else 1/99.8."""
-    if isinstance(normalization, PerImageNormalization):
-        return normalization.low_percentile, normalization.high_percentile
-    return 1.0, 99.8
+    """The low and high percentiles an augmentation tracks: the per-image ones (a dataset
+    model's, the per-image defaults: only the high one places the camera's range)."""
+    tracked = (
+        normalization
+        if isinstance(normalization, PerImageNormalization)
+        else PerImageNormalization()
+    )
+    return tracked.low_percentile, tracked.high_percentile
 
 
 def area_weights(images: list[np.ndarray]) -> np.ndarray:

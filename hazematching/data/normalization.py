@@ -105,6 +105,11 @@ class DatasetNormalization(StrictModel):
             high - fixed.input_offset
         ) / fixed.input_scale
 
+    def input_intensities(self, *values: float) -> list[float]:
+        """Network units of the input -> its intensities (float64, for messages and cards)."""
+        fixed = self.intensity_map()
+        return [v * fixed.input_scale + fixed.input_offset for v in values]
+
     def range_warning(self, hazy: np.ndarray) -> str | None:
         """A one-line warning when `hazy` lies far outside the training inputs' intensities.
 
@@ -122,8 +127,7 @@ class DatasetNormalization(StrictModel):
         margin = GUARD_MARGIN * (train_high - train_low)
         if train_low - margin <= low and high <= train_high + margin:
             return None
-        fixed = self.intensity_map()
-        raw = [v * fixed.input_scale + fixed.input_offset for v in (low, high, *self.input_range)]
+        raw = self.input_intensities(low, high, *self.input_range)
         return (
             f"intensities {raw[0]:.4g} to {raw[1]:.4g} (0.1-99.9th percentiles) lie far "
             f"outside the training inputs' {raw[2]:.4g} to {raw[3]:.4g}: this model normalises "

@@ -17,9 +17,8 @@ import numpy as np
 
 from ..bioimage.reading import channel_names, load_package
 from ..config import SamplingConfig
-from ..data.normalization import normalization_from
 from ..inference.loader import open_model
-from ..inference.package import run_package
+from ..inference.package import package_normalization, run_package
 from ..inference.planes import predict_planes
 from ..inference.sampling import build_sampler, method_sampling
 from ..model.calibration import Calibration
@@ -83,8 +82,7 @@ def _package_restorer(path: Path, device: str) -> Restorer:
     descr = load_package(path)
     names = channel_names(descr)
     sample_channels = [i for i, n in enumerate(names) if n.startswith("sample_")]
-    stored = descr.config.model_extra.get("hazematching", {}).get("normalization")
-    normalization = normalization_from(stored) if stored else None
+    normalization = package_normalization(descr)
     torch_device = str(resolve_device(device))
 
     def run(hazy: np.ndarray) -> Restoration:

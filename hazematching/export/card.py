@@ -298,8 +298,7 @@ def _normalization_rows(norm: Normalization) -> list[str]:
             f"| target normalisation | mean {norm.target_mean:.6g}, std {norm.target_std:.6g} |",
         ]
         if norm.input_range is not None:
-            fixed = norm.intensity_map()
-            low, high = (v * fixed.input_scale + fixed.input_offset for v in norm.input_range)
+            low, high = norm.input_intensities(*norm.input_range)
             rows.append(
                 f"| training input intensities | {low:.4g} to {high:.4g} (lowest 0.1st, highest "
                 "99.9th percentile); images far outside give unreliable results |"

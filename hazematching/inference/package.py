@@ -7,8 +7,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..bioimage.reading import recorded_settings
+from ..data.normalization import Normalization, normalization_from
+
 if TYPE_CHECKING:
     from bioimageio.spec.model.v0_5 import ModelDescr
+
+
+def package_normalization(descr: ModelDescr) -> Normalization | None:
+    """The normalisation a package applies inside, as its exporter recorded it (None for a
+    package that records none)."""
+    stored = recorded_settings(descr).get("normalization")
+    return normalization_from(stored) if stored else None
 
 
 def run_package(

@@ -75,17 +75,9 @@ def sample_planes(
             hazy = torch.from_numpy(intensities.normalize_input(plane))[None, None]
             result = run_with_progress(sampler, hazy.to(device), on_tiles, origin)
             out = result[0].cpu().numpy()  # (channels, Y, X), network units
-            outputs.append(
-                np.concatenate(
-                    [
-                        intensities.denormalize_target(out[MMSE_CHANNEL : MMSE_CHANNEL + 1]),
-                        intensities.denormalize_target(
-                            out[STD_CHANNEL : STD_CHANNEL + 1], is_std=True
-                        ),
-                        intensities.denormalize_target(out[2:]),
-                    ]
-                )
-            )
+            values = intensities.denormalize_target(out)  # mean and samples
+            values[STD_CHANNEL] = intensities.denormalize_target(out[STD_CHANNEL], is_std=True)
+            outputs.append(values)
     stacked = np.stack(outputs)  # (planes, channels, Y, X), target intensities
     return Prediction(
         mmse=stacked[:, MMSE_CHANNEL],

@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from ..bioimage.reading import channel_names as package_channel_names
-from ..bioimage.reading import load_package
+from ..bioimage.reading import load_package, recorded_settings
 from ..config import SamplingConfig
-from ..data.normalization import Normalization, normalization_from
+from ..data.normalization import Normalization
 from ..errors import HazeMatchingError, IntensityRangeWarning
 from ..fileio import file_stamp
 from ..model.checkpoint import PACKAGE_CHECKPOINT
 from ..model.trained import load_trained_model
 from ..runtime import resolve_device
 from .loader import open_model
-from .package import run_package
+from .package import package_normalization, run_package
 from .planes import Block, sample_planes
 from .sampling import build_sampler, method_sampling, tile_evaluations
 
@@ -80,14 +80,13 @@ def load_runner(
                 )
             return run_package(descr, planes, torch_device, lambda: on_progress(1))
 
-        stored = (descr.config.model_extra or {}).get("hazematching", {}).get("normalization")
         return Runner(
             package_channel_names(descr),
             {"package": True},
             "plane",
             len,
             run_planes,
-            normalization_from(stored) if stored else None,
+            package_normalization(descr),
         )
     model = load_trained_model(source.file)
     sampling = method_sampling(model.config, sampling or SamplingConfig(), model.calibration)
@@ -167,7 +166,7 @@ def block_source(model_path: Path, sampling: SamplingConfig | None) -> BlockSour
             refusal="a package samples whole images only, and this one has no "
             f"{PACKAGE_CHECKPOINT} to sample large images block by block: pass its checkpoint"
         )
-    recorded = (load_package(source.path).config.model_extra or {}).get("hazematching", {})
+    recorded = recorded_settings(load_package(source.path))
     if "sampling" not in recorded:
         return BlockSource(refusal="the package records no sampling settings")
     return BlockSource(checkpoint, SamplingConfig.model_validate(recorded["sampling"]))

@@ -19,6 +19,7 @@ import torch
 from pydantic import ValidationError
 
 from .._version import __version__
+from ..bioimage.layout import PACKAGE_DESCRIPTION
 from ..config import TrainConfig
 from ..data.normalization import Normalization, normalization_from
 from ..errors import HazeMatchingError
@@ -89,7 +90,7 @@ def load_model_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint of a model: a checkpoint file, a run folder, or a package (folder or
     zip) that ships the checkpoint it was exported from (`PACKAGE_CHECKPOINT`)."""
     path = Path(path)
-    if path.is_dir() and (path / "rdf.yaml").is_file():
+    if path.is_dir() and (path / PACKAGE_DESCRIPTION).is_file():
         if not (path / PACKAGE_CHECKPOINT).is_file():
             raise HazeMatchingError(f"is a package without its {PACKAGE_CHECKPOINT}", path)
         return load_checkpoint(path / PACKAGE_CHECKPOINT)
@@ -106,11 +107,12 @@ def load_model_checkpoint(path: Path) -> Checkpoint:
 
 
 def _zipped_package(path: Path) -> bool:
-    """A zip with `rdf.yaml` at its root (a checkpoint is a zip too, without one)."""
+    """A zip with the package description at its root (a checkpoint is a zip too, without
+    one)."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
-        return "rdf.yaml" in archive.namelist()
+        return PACKAGE_DESCRIPTION in archive.namelist()
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -72,10 +72,9 @@ def choose_model(path: Path | str | None) -> ModelChoice:
     if source.kind != "package":
         load_checkpoint(source.file)  # a file that is not a checkpoint is refused now
         return ModelChoice(source.path, None)
-    from ..bioimage.reading import load_package
+    from ..bioimage.reading import load_package, recorded_settings
 
-    recorded = (load_package(source.path).config.model_extra or {}).get("hazematching", {})
-    baked = recorded.get("sampling")
+    baked = recorded_settings(load_package(source.path)).get("sampling")
     return ModelChoice(source.path, SamplingConfig.model_validate(baked) if baked else None)
 
 
