@@ -111,7 +111,9 @@ def test_tile_seams_at_16_bit_scale_are_those_in_range(
     trained: TrainResult, sim_dir: Path, tmp_path: Path
 ) -> None:
     """The std's jump across the sampler's tile borders relative to elsewhere, in range and at
-    16-bit scale with a baseline: the same for a per-image model (the network sees the same)."""
+    16-bit scale with a baseline: the same for a per-image model, which sees the same inputs.
+    The tiny model shows no seams to speak of either way, so the ratios must agree to 1e-6: a
+    dataset-normalised tiny model's differ by about 1e-3, an unnormalised one's by more."""
     hazy = np.tile(_hazy(sim_dir), (2, 2))
     sampling = SAMPLING.model_copy(update={"tile": 32, "overlap": 8})
     in_range = _predict(trained.best, hazy, tmp_path / "a", sampling=sampling)
@@ -123,7 +125,7 @@ def test_tile_seams_at_16_bit_scale_are_those_in_range(
     assert edges, "the image must be tiled for this test"
     ratio_in_range = seam_ratio(in_range[1], edges, edges)
     ratio_high = seam_ratio(high[1], edges, edges)
-    assert ratio_high == pytest.approx(ratio_in_range, rel=1e-3)
+    assert ratio_high == pytest.approx(ratio_in_range, rel=1e-6)
 
 
 # --- inputs without spread ------------------------------------------------------------------------
