@@ -288,6 +288,13 @@ def train(
     attention: str = typer.Option(
         None, help="downsampling factors with attention, e.g. 16 ('' for none) [default: 16]"
     ),
+    mmse_head: bool = typer.Option(
+        None,
+        "--mmse-head/--no-mmse-head",
+        help="hazematching/reflow: a second output channel trained to give the MMSE estimate in "
+        "the first network evaluation of each sample [default: no; a fine-tuning keeps its "
+        "model's]",
+    ),
     ema_decay: float = typer.Option(None, help=f"EMA decay {_default(TrainConfig, 'ema_decay')}"),
     val_every: int = typer.Option(
         None, help=f"steps between validations {_default(TrainConfig, 'val_every')}"
@@ -334,6 +341,7 @@ def train(
         model_channels=width,
         channel_mult=_number_tuple(channel_mult, int),
         attention_downsample=_number_tuple(attention, int),
+        mmse_head=mmse_head,
     )
     cyclegan = _build(
         CycleGANConfig,

@@ -340,6 +340,11 @@ class NetworkConfig(StrictModel):
     )
     num_heads: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    mmse_head: bool = Field(
+        False,
+        description="a second output channel, the MMSE head: at t = 0, x_0 plus it estimates "
+        "E[x_1 | hazy], so the sampler's first evaluation of each sample also gives the MMSE",
+    )
 
     @model_validator(mode="after")
     def _widths_fit_group_norm(self) -> NetworkConfig:
@@ -525,6 +530,15 @@ class TrainConfig(StrictModel):
             raise ValueError(
                 "init (fine-tuning) is for hazematching, indi and unet: a reflow student starts "
                 "from its teacher, cyclegan from scratch"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _head_needs_noise_start(self) -> TrainConfig:
+        if self.network.mmse_head and self.method not in ("hazematching", "reflow"):
+            raise ValueError(
+                "an MMSE head estimates E[x_1 | hazy] from a noise start: only hazematching and "
+                "reflow models have one"
             )
         return self
 

@@ -133,6 +133,30 @@ class TileMeanField(nn.Module):
         return torch.ones_like(guide) * guide.mean(dim=[2, 3], keepdim=True)
 
 
+class GaussianPosteriorField(nn.Module):
+    """The exact flow of a Gaussian posterior, with its exact MMSE head.
+
+    For x_1 | hazy ~ N(hazy, s^2) pixel by pixel and x_0 ~ N(0, 1), x_t = (1 - t) x_0 + t x_1 has
+    mean t hazy and variance sigma_t^2 = (1 - t)^2 + t^2 s^2, and the ideal velocity is
+    v = hazy + (t s^2 - (1 - t)) (x - t hazy) / sigma_t^2. Its ODE solution is
+    x_t = t hazy + sigma_t x_0, so x_1 = hazy + s x_0; at t = 0 the velocity is hazy - x_0, the
+    posterior mean minus the state. Channel 0 is v; channel 1, the head, is hazy - x at every t
+    (the sampler reads it at t = 0 only), so x_0 + head = E[x_1 | hazy] = hazy exactly.
+    """
+
+    def __init__(self, spread: float) -> None:
+        super().__init__()
+        self.spread = spread
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """(velocity, head) of the state x[:, 0] guided by hazy x[:, 1]."""
+        state, hazy = x[:, :1], x[:, 1:2]
+        t = t[:, None, None, None]
+        variance = (1 - t) ** 2 + t**2 * self.spread**2
+        velocity = hazy + (t * self.spread**2 - (1 - t)) * (state - t * hazy) / variance
+        return torch.cat([velocity, hazy - state], dim=1)
+
+
 class RecordingField(nn.Module):
     """Eager-only wrapper that records every call (t and input) and returns the inner field's v."""
 

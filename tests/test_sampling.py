@@ -26,6 +26,7 @@ from hazematching.model.network import trace_velocity
 from hazematching.model.sampler import EulerSampler, VelocityNet, gaussian_field
 from tests.helpers import (
     ConstantField,
+    GaussianPosteriorField,
     GuideField,
     LinearField,
     RecordingField,
@@ -114,6 +115,74 @@ def test_velocity_is_evaluated_at_grid_times_on_sample_batches() -> None:
     noise = torch.cat([_noise(1, k, 8, 8).expand(2, 1, 8, 8) for k in (0, 1)])
     assert torch.equal(first_x[:, 0:1], noise)
     assert torch.equal(first_x[:, 1:2], hazy.repeat(2, 1, 1, 1))
+
+
+# --- the MMSE head -------------------------------------------------------------------------
+
+
+class _VelocityOnly(nn.Module):
+    """A field with a head, seen without it: its velocity channel only."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """Channel 0 of the inner field."""
+        return self.inner(t, x)[:, :1]
+
+
+@pytest.mark.parametrize("tile", [0, 16])
+def test_head_gives_the_gaussian_posterior_mean_and_samples_keep_their_spread(tile: int) -> None:
+    """x_1 | hazy ~ N(hazy, s^2): the MMSE is hazy exactly, whatever the samples and steps; the
+    samples follow the ODE solution hazy + s x_0 and the std is their spread."""
+    spread, samples, steps = 0.5, 3, 400
+    hazy = _hazy(2, 1, 24, 40)
+    field = GaussianPosteriorField(spread)
+    options = {"tile": tile, "overlap": 4 if tile else 0, "keep_samples": True}
+    out = _run(_sampler(field, steps=steps, samples=samples, head=True, **options), hazy)
+    torch.testing.assert_close(out[:, 0:1], hazy, rtol=0, atol=1e-6)
+    kept = out[:, 2:].double()
+    for k in range(samples):  # Euler's error is O(1/steps) of the exact hazy + s x_0
+        exact = hazy + spread * _noise(1, k, 24, 40)
+        torch.testing.assert_close(out[:, 2 + k : 3 + k], exact, rtol=0, atol=1e-2)
+    torch.testing.assert_close(
+        out[:, 1:2].double(), kept.std(dim=1, keepdim=True), atol=1e-6, rtol=1e-5
+    )
+    # without the head the MMSE is the mean of 3 samples: hazy + s * mean noise, far from hazy
+    plain = _run(_sampler(_VelocityOnly(field), steps=steps, samples=samples, **options), hazy)
+    torch.testing.assert_close(
+        plain[:, 0:1].double(), kept.mean(dim=1, keepdim=True), atol=1e-6, rtol=1e-5
+    )
+    assert (plain[:, 0:1] - hazy).pow(2).mean().sqrt() > 0.15
+    torch.testing.assert_close(plain[:, 1:3], out[:, 1:3])  # same std and samples
+
+
+def test_one_step_of_the_ideal_velocity_is_the_posterior_mean() -> None:
+    """x_0 + v(x_0, 0, hazy) = E[x_1 | hazy] for any x_0: a teacher's 'head alone' (1 x 1)."""
+    hazy = _hazy(1, 1, 16, 16)
+    one = _run(_sampler(_VelocityOnly(GaussianPosteriorField(0.7)), steps=1, samples=1), hazy)
+    torch.testing.assert_close(one[:, 0:1], hazy, rtol=0, atol=1e-6)
+
+
+def test_progress_driver_follows_the_head() -> None:
+    scripted = script_sampler(
+        _sampler(
+            GaussianPosteriorField(0.5),
+            samples=3,
+            head=True,
+            size_multiple=2,
+            keep_samples=True,
+            tile=16,
+            overlap=4,
+        )
+    )
+    hazy = _hazy(1, 1, 30, 22)
+    with torch.no_grad():
+        assert torch.equal(run_with_progress(scripted, hazy, _ignore), scripted(hazy))
+        assert torch.equal(
+            run_with_progress(scripted, hazy, _ignore, (3, 5)), scripted.sample_at(hazy, 3, 5)
+        )
 
 
 # --- scripting and the progress driver -----------------------------------------------------

@@ -20,6 +20,7 @@ from bioimageio.spec.model import v0_5
 from .._version import __version__
 from ..config import SamplingConfig
 from ..errors import HazeMatchingError
+from ..inference.sampling import evaluations_per_image
 from ..model.checkpoint import Checkpoint
 from .recipe import PAPER_CITATION, PAPER_URL, ExportRecipe
 
@@ -241,6 +242,7 @@ def build_description(
                 "training": checkpoint.config.model_dump(mode="json"),
                 "normalization": norm.model_dump(mode="json"),
                 "sampling": sampling.model_dump(mode="json"),
+                "evaluations_per_image": evaluations_per_image(checkpoint.config, sampling),
                 "calibration": (
                     checkpoint.calibration.model_dump(mode="json")
                     if checkpoint.calibration

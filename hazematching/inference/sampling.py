@@ -66,6 +66,7 @@ def sampler_kwargs(
         "std_scale": calibration.std_scale if calibration else 1.0,
         "std_offset": calibration.std_offset if calibration else 0.0,
         "keep_samples": sampling.keep_samples,
+        "head": config.network.mmse_head,
         "start_input": config.start_input,
         "start_noise": config.start_noise,
     }
@@ -148,7 +149,7 @@ def run_with_progress(
     driven tile pass by tile pass from Python to report progress.
 
     It calls the sampler's own scripted methods in the order of `EulerSampler.sample_at` and
-    `EulerSampler.velocity_field`, and `on_tiles(n)` after each network pass over n tiles; a
+    `EulerSampler.network_field`, and `on_tiles(n)` after each network pass over n tiles; a
     test checks that the result agrees with the scripted call bit for bit.
     """
     height, width = hazy.shape[-2], hazy.shape[-1]
@@ -156,24 +157,40 @@ def run_with_progress(
     guide = sampler.pad((hazy - in_offset) / in_scale)
     mean = torch.zeros_like(guide)
     m2 = torch.zeros_like(guide)
+    head_mean = torch.zeros_like(guide)
+    head_m2 = torch.zeros_like(guide)
     kept: list[Tensor] = []
     for first in range(0, sampler.samples, sampler.batch_size):
         count = min(sampler.batch_size, sampler.samples - first)
         x = sampler.initial_state(guide, first, count, origin[0], origin[1])
         cond = guide.repeat(count, 1, 1, 1)
         passes = sampler.tile_passes(x.shape[-2], x.shape[-1], x.shape[0])
+        estimate = x
         for step in range(sampler.steps):
             inputs = torch.cat([x, cond], dim=1)
-            total = torch.zeros_like(x)
-            norm = torch.zeros([x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device)
+            total, norm = sampler.empty_field(x)
             for group in passes:
                 sampler.blend_pass(inputs, step, group, total, norm)
                 on_tiles(len(group))
-            x = x + (total / norm) * (1.0 / sampler.steps)
+            x, estimate = sampler.advance(x, total / norm, step, estimate)
         mean, m2 = sampler.accumulate(x, first, mean, m2)
+        if sampler.head:
+            head_mean, head_m2 = sampler.accumulate(estimate, first, head_mean, head_m2)
         if sampler.keep_samples:
             kept.extend(x.split(guide.shape[0]))
+    if sampler.head:
+        mean = head_mean
     return sampler.summarize(mean, m2, kept, height, width, out_offset, out_scale)
+
+
+def evaluations_per_image(
+    config: TrainConfig, sampling: SamplingConfig, calibration: Calibration | None = None
+) -> int:
+    """Network evaluations per image (per tile when tiled) of a model sampled this way: one per
+    sample and Euler step. An MMSE head costs none: it is read from each sample's first
+    evaluation."""
+    sampling = method_sampling(config, sampling, calibration)
+    return sampling.samples * int(sampling.steps or config.time_grid)
 
 
 def tile_evaluations(sampler: torch.jit.ScriptModule, height: int, width: int) -> int:

@@ -4,7 +4,8 @@ x_t = (1 - t) x_0 + t x_1 interpolates from the start x_0 to the clean target x_
 `ConditionalFlowMatcher` with sigma = 0); the network sees [x_t, hazy] and regresses the target
 velocity x_1 - x_0. For HazeMatching x_0 is Gaussian noise; the baselines start from the hazy
 image (see `TrainConfig`). Times are drawn from the grid {0, 1/T, ..., (T-1)/T}: exactly the
-times at which the Euler sampler with T steps evaluates the network.
+times at which the Euler sampler with T steps evaluates the network. A network with an MMSE head
+adds the head's regression at t = 0 (`GuidedFlowMatching.loss`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,28 @@ class GuidedFlowMatching:
         self.start_noise = start_noise
 
     def loss(
-        self, net: nn.Module, hazy: Tensor, target: Tensor, noise: Tensor, t: Tensor
+        self,
+        net: nn.Module,
+        hazy: Tensor,
+        target: Tensor,
+        noise: Tensor,
+        t: Tensor,
+        truth: Tensor | None = None,
     ) -> Tensor:
-        """Mean squared error between v_theta(t, [x_t, hazy]) and x_1 - x_0."""
+        """Mean squared error between v_theta(t, [x_t, hazy]) and x_1 - x_0.
+
+        A network with an MMSE head (a second output channel) also regresses, at the rows with
+        t = 0, x_0 + head onto `truth` (the clean image; `target` when not given). Its
+        minimiser is E[truth | hazy] - x_0, so x_0 + head is the posterior mean. A reflow
+        student's `target` is the teacher's sample and its `truth` the real clean patch.
+        """
         start = self.start_input * hazy + self.start_noise * noise
         t, x_t, u_t = self.matcher.sample_location_and_conditional_flow(start, target, t)
-        velocity = net(t, torch.cat([x_t, hazy], dim=1))
-        return torch.mean((velocity - u_t) ** 2)
+        output = net(t, torch.cat([x_t, hazy], dim=1))
+        loss = torch.mean((output[:, :1] - u_t) ** 2)
+        if output.shape[1] == 1:
+            return loss
+        at_start = (t == 0).to(output.dtype)
+        truth = target if truth is None else truth
+        head_error = torch.mean((start + output[:, 1:2] - truth) ** 2, dim=(1, 2, 3))
+        return loss + torch.sum(head_error * at_start) / torch.clamp(at_start.sum(), min=1.0)

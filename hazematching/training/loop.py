@@ -35,7 +35,7 @@ from ..model.checkpoint import (
     load_model_checkpoint,
     save_checkpoint,
 )
-from ..model.network import build_velocity_net
+from ..model.network import build_velocity_net, load_widening_output
 from ..model.trained import trained_model_from
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
 from .ema import ema_update
@@ -68,8 +68,9 @@ class _Validator:
         noise: torch.Tensor,
         config: TrainConfig,
         device: torch.device,
+        truth: torch.Tensor | None = None,
     ):
-        self.hazy, self.target, self.noise = hazy, target, noise
+        self.hazy, self.target, self.noise, self.truth = hazy, target, noise, truth
         index = torch.arange(len(hazy)) % config.times
         self.t = index.to(torch.float32) / config.times
         self.batch = config.batch_size
@@ -99,6 +100,7 @@ class _Validator:
                     self.target[part].to(self.device),
                     self.noise[part].to(self.device),
                     self.t[part].to(self.device),
+                    None if self.truth is None else self.truth[part].to(self.device),
                 )
                 total += float(value) * len(self.t[part])
         net.train()
@@ -153,15 +155,12 @@ def train(
     teacher = None
     if config.method == "reflow":
         teacher = load_teacher(Path(str(config.teacher)))
-        config = config.model_copy(
-            update={"network": teacher.config.network, "patch_size": teacher.config.patch_size}
-        )
+        config = _network_of(teacher, config, config.network.mmse_head)
     init = None
     if config.init is not None and previous is None:
         init = load_init(Path(config.init), config)
-        config = config.model_copy(
-            update={"network": init.config.network, "patch_size": init.config.patch_size}
-        )
+        head = init.config.network.mmse_head or config.network.mmse_head
+        config = _network_of(init, config, head)
     device = resolve_device(config.device)
     group = start_process_group(device)
     if group.world > 1 and device.type == "cuda":
@@ -180,6 +179,13 @@ def train(
         return _train(data_dir, run_dir, config, starts, device, group, progress)
     finally:
         stop_process_group(group)
+
+
+def _network_of(start: Checkpoint, config: TrainConfig, mmse_head: bool) -> TrainConfig:
+    """`config` with the architecture and patch size of the model it starts from, with or
+    without an MMSE head (a head is added to a model without one, see `load_widening_output`)."""
+    network = start.config.network.model_copy(update={"mmse_head": mmse_head})
+    return config.model_copy(update={"network": network, "patch_size": start.config.patch_size})
 
 
 def load_init(path: Path, config: TrainConfig) -> Checkpoint:
@@ -316,7 +322,7 @@ def _prepare_data(
         samplers = {"train": train_sampler, "val": val_sampler}
         pairs = _teacher_pairs(run_dir, config, teacher, samplers, device, progress)
         reflow, val = pairs["train"], pairs["val"]
-        validator = _Validator(val.hazy, val.sample, val.noise, config, device)
+        validator = _Validator(val.hazy, val.sample, val.noise, config, device, val.target)
     record = _data_record(Path(data_dir), train_pairs, val_pairs)
     return _TrainingData(train_sampler, normalization, reflow, validator, record)
 
@@ -341,7 +347,7 @@ class _TrainState:
         previous = starts.previous
         start = starts.teacher or starts.init
         if start is not None:
-            net.load_state_dict(start.ema)
+            load_widening_output(net, start.ema)
         state = cls(
             net,
             copy.deepcopy(net).eval(),
@@ -389,10 +395,12 @@ def _step(
             torch.from_numpy(a).to(device) for a in data.train.sample(rng, config.batch_size)
         )
         noise = torch.randn(target.shape, generator=generator).to(device)
+        truth = None
     else:
-        hazy, noise, target = (a.to(device) for a in data.reflow.batch(rng, config.batch_size))
+        batch = data.reflow.batch(rng, config.batch_size)
+        hazy, noise, target, truth = (a.to(device) for a in batch)
     t = draw_times(generator, config.batch_size, config.times).to(device)
-    loss = objective.loss(model, hazy, target, noise, t)
+    loss = objective.loss(model, hazy, target, noise, t, truth)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()

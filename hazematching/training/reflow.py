@@ -30,21 +30,25 @@ from ..fileio import atomic_path
 PAIRS_FILE = "reflow_pairs.pt"
 PAIR_STREAMS = {"train": 2, "val": 3}  # random streams of the pairs (training uses 0 and 1)
 _TEACHER_BATCH = 16
+_FIELDS = ("hazy", "noise", "sample", "target")  # what a cache stores of each set of pairs
 
 
 @dataclass(frozen=True)
 class TeacherPairs:
-    """Hazy patches, start noise and the teacher's sample from that noise, each (N, 1, P, P)."""
+    """Hazy patches, start noise, the teacher's sample from that noise and the real clean patch
+    (what an MMSE head learns from), each (N, 1, P, P)."""
 
     hazy: Tensor
     noise: Tensor
     sample: Tensor
+    target: Tensor
 
     def __len__(self) -> int:
         return self.hazy.shape[0]
 
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[Tensor, Tensor, Tensor]:
-        """`size` random pairs, each under one random flip/rotation applied to all three.
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """`size` random pairs (hazy, noise, sample, target), each under one random
+        flip/rotation applied to all four.
 
         The teacher's map is equivariant to the dihedral group up to its training error (it saw
         augmented patches), and the transformed noise is still white, so the 8 variants of a
@@ -53,10 +57,10 @@ class TeacherPairs:
         index = rng.integers(0, len(self), size)
         transform = rng.integers(0, 8, size)
         parts = []
-        for field in (self.hazy, self.noise, self.sample):
+        for field in (self.hazy, self.noise, self.sample, self.target):
             picked = [_dihedral(field[i], int(k)) for i, k in zip(index, transform, strict=True)]
             parts.append(torch.stack(picked))
-        return parts[0], parts[1], parts[2]
+        return parts[0], parts[1], parts[2], parts[3]
 
 
 def _dihedral(patch: Tensor, transform: int) -> Tensor:
@@ -74,7 +78,7 @@ def integrate_teacher(net: nn.Module, hazy: Tensor, noise: Tensor, steps: int) -
     with torch.no_grad():
         for step in range(steps):
             t = torch.full([x.shape[0]], step / steps, dtype=x.dtype, device=x.device)
-            x = x + net(t, torch.cat([x, hazy], dim=1)) * (1.0 / steps)
+            x = x + net(t, torch.cat([x, hazy], dim=1))[:, :1] * (1.0 / steps)
     return x
 
 
@@ -91,20 +95,22 @@ def draw_pairs(
     """`count` teacher pairs on random patches; every draw comes from (seed, stream)."""
     rng = np.random.default_rng([seed, stream])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    hazy_parts, noise_parts, sample_parts = [], [], []
+    hazy_parts, noise_parts, sample_parts, target_parts = [], [], [], []
     bar = tqdm(total=count, desc="teacher samples", unit="pair", disable=not progress)
     for first in range(0, count, _TEACHER_BATCH):
         size = min(_TEACHER_BATCH, count - first)
-        hazy, _ = patches.sample(rng, size)
+        hazy, target = patches.sample(rng, size)
         hazy_t = torch.from_numpy(hazy)
         noise = torch.randn(hazy_t.shape, generator=generator)
         sample = integrate_teacher(teacher, hazy_t.to(device), noise.to(device), steps).cpu()
         hazy_parts.append(hazy_t)
         noise_parts.append(noise)
         sample_parts.append(sample)
+        target_parts.append(torch.from_numpy(target))
         bar.update(size)
     bar.close()
-    return TeacherPairs(torch.cat(hazy_parts), torch.cat(noise_parts), torch.cat(sample_parts))
+    parts = (hazy_parts, noise_parts, sample_parts, target_parts)
+    return TeacherPairs(*(torch.cat(part) for part in parts))
 
 
 def cached_pairs(
@@ -122,13 +128,11 @@ def cached_pairs(
         except Exception as error:
             message = f"unreadable reflow cache ({type(error).__name__})"
             raise HazeMatchingError(message, path) from error
-        if raw.get("key") != key:
+        if raw.get("key") != key or set(raw["pairs"].get("train", {})) != set(_FIELDS):
             raise HazeMatchingError("reflow cache of another teacher or setting; delete it", path)
         return {name: TeacherPairs(**fields) for name, fields in raw["pairs"].items()}
     pairs = {name: draw() for name, draw in make.items()}
-    stored = {
-        name: {"hazy": p.hazy, "noise": p.noise, "sample": p.sample} for name, p in pairs.items()
-    }
+    stored = {name: {f: getattr(p, f) for f in _FIELDS} for name, p in pairs.items()}
     with atomic_path(path) as tmp:
         torch.save({"key": key, "pairs": stored}, tmp)
     return pairs
