@@ -30,9 +30,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        give_normal_mode(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def give_normal_mode(path: Path) -> None:
+    """Give `path` the permissions a plain write would: 0666 (files) or 0777 (folders) less the
+    user's umask (0644/0755 under umask 022).
+
+    Temporary files and folders are created private (0600/0700) so that nobody reads them
+    half-written; a result renamed from one must not stay private, or colleagues on a shared
+    server and tools running as another user could not open it.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
 
 
 def write_json(path: Path, data: Any) -> None:

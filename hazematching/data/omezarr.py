@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HazeMatchingError
+from ..fileio import give_normal_mode
 
 SPATIAL = ("y", "x")
 
@@ -106,6 +107,7 @@ def _atomic_folder(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        give_normal_mode(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
             path.rename(old / path.name)
