@@ -169,6 +169,17 @@ def test_not_a_package(tmp_path: Path) -> None:
         check_package(tmp_path / "folder")
     done = run("check", tmp_path / "missing.zip")
     assert done.returncode == 1 and done.stderr.count("error:") == 1
+    with zipfile.ZipFile(tmp_path / "notapkg.zip", "w") as archive:
+        archive.writestr("notes.txt", "no description here")
+    done = run("check", tmp_path / "notapkg.zip")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {tmp_path / 'notapkg.zip'}: no rdf.yaml in the package"
+    with zipfile.ZipFile(tmp_path / "broken-rdf.zip", "w") as archive:
+        archive.writestr("rdf.yaml", "{unclosed")
+    with pytest.raises(HazeMatchingError) as raised:
+        check_package(tmp_path / "broken-rdf.zip")
+    assert str(raised.value).startswith(f"{tmp_path / 'broken-rdf.zip'}:")
+    assert "hazematching-check-" not in str(raised.value)
 
 
 def test_cli_lists_rules_and_exit_status(package: Path, tmp_path: Path) -> None:

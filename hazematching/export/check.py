@@ -66,7 +66,19 @@ def _unpacked(path: Path) -> Iterator[Path]:
                 archive.extractall(tmp)
         except (zipfile.BadZipFile, OSError) as error:
             raise HazeMatchingError(f"not a readable zip ({error})", path) from error
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except HazeMatchingError as error:
+            raise _inside_zip(error, Path(tmp), path) from error
+
+
+def _inside_zip(error: HazeMatchingError, folder: Path, archive: Path) -> HazeMatchingError:
+    """The error, naming the user's zip (and the member) instead of the folder it was unpacked
+    to: the temporary folder is gone when the message is read."""
+    if error.path is None or not error.path.is_relative_to(folder):
+        return error
+    member = error.path.relative_to(folder).as_posix()
+    return HazeMatchingError(error.message, archive if member == "." else f"{archive}:{member}")
 
 
 def _source(folder: Path, file_descr: Any) -> Path:
