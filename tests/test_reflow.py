@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,8 @@ def test_head_student_trains_exports_and_passes_test_model(
     assert summary.status == "passed", summary.display()
     settings = load_package(out).config.model_dump()["hazematching"]
     assert settings["evaluations_per_image"] == 3  # 3 samples x 1 step, the head costs nothing
+    card = zipfile.ZipFile(out).read("README.md").decode()
+    assert "`mmse` is the mean of the MMSE head's estimates" in card
 
 
 def test_head_needs_a_noise_start() -> None:

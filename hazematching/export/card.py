@@ -218,7 +218,14 @@ def model_card(
         "",
         f"{_method_text(checkpoint)} The package integrates it with "
         f"{_count(sampling.steps, 'Euler step')} for {_count(sampling.samples, 'sample')} "
-        f"(seed {sampling.seed}); `mmse` is their mean and `std` their standard deviation"
+        f"(seed {sampling.seed}); "
+        + (
+            "`mmse` is the mean of the MMSE head's estimates (a second output channel trained "
+            "to give E[confocal | widefield] at t = 0, read from each sample's first network "
+            "evaluation at no extra cost) and `std` the samples' standard deviation"
+            if config.network.mmse_head
+            else "`mmse` is their mean and `std` their standard deviation"
+        )
         + (
             f", calibrated as {calibration.std_scale:.4g} x std + "
             f"{_std_offset(norm, calibration.std_offset)} ("
@@ -250,7 +257,9 @@ def model_card(
         f"| network | torchcfm UNetModel, {config.network.model_channels} channels, multipliers "
         f"{','.join(map(str, config.network.channel_mult))}, attention at 1/"
         f"{','.join(map(str, config.network.attention_downsample)) or '-'}, "
-        f"{parameters:,} parameters |",
+        f"{parameters:,} parameters"
+        + (", with an MMSE head (second output channel)" if config.network.mmse_head else "")
+        + " |",
         f"| seed | {config.seed} |",
         *_normalization_rows(norm),
         "",
