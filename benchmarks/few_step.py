@@ -1,18 +1,23 @@
-"""Quality and cost of sampling settings: which (method, samples, steps) to make the default.
+"""Quality and cost of sampling settings: which model and (samples, steps) to make the default.
 
-For every configuration, in one run on one machine:
+Every model given with --model is sampled at the settings of its kind: a HazeMatching teacher
+at 8 x 20 (the reference), 32 x 20 (a better sample mean) and 1 x 1 (its head alone: x_0 plus
+the velocity at t = 0, the posterior mean of an ideal network); a few-step student at 8 x 1, and
+a student with an MMSE head also at 4 x 1 and at 8 x 1 without its head (the same network, its
+MMSE the mean of the 8 samples), to show what the head adds. For every row, in one run on one
+machine:
 - the std calibration is fitted on the val pairs of HELDOUT at that very setting
   (`hazematching calibrate` on a copy of the checkpoint),
 - the calibrated model is evaluated on the test pairs (`hazematching evaluate`): MMSE
   range-invariant PSNR, spectral distance and SWD of single samples, calibrated ENCE,
 - one 1024 x 1024 image (the test inputs tiled) is dehazed through the library path (the
-  scripted sampler of `hazematching predict`, float32), timed.
+  scripted sampler of `hazematching predict`, float32), timed, up to --max-timed evaluations.
 Then each package given with --package is run on the same image through bioimageio.core, timed,
 and the ratio of the first package's time to each other's is reported. Results go to JSON and a
 Markdown table.
 
-    python benchmarks/few_step.py --model hazematching=TEACHER.pt --model reflow=STUDENT.pt \
-        --heldout runs/default-model/heldout --package today=OLD.zip --package new=NEW.zip \
+    python benchmarks/few_step.py --model teacher=TEACHER.pt --model reflow-head=STUDENT.pt \
+        --heldout runs/model-030/heldout --package previous=OLD.zip --package new=NEW.zip \
         --out benchmarks/results/few_step.json --markdown benchmarks/results/few_step.md
 """
 
@@ -24,6 +29,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +41,57 @@ from hazematching.data.dataset import load_pairs, split_folder
 from hazematching.evaluation.compute import evaluate
 from hazematching.inference.package import run_package
 from hazematching.inference.planes import predict_planes
-from hazematching.inference.sampling import build_sampler
+from hazematching.inference.sampling import build_sampler, evaluations_per_image
+from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
+from hazematching.model.network import OUTPUT_LAYER
 from hazematching.model.trained import load_trained_model
 from hazematching.uncertainty.calibrate import calibrate
 
-# (model, samples, steps, tile): the settings measured. 8 x 20 is the sampling of the first
-# bundled model; the others cost at most 16 evaluations per image. Tile None is the training
-# patch size (64 + 16 px for the bundled model).
-CONFIGURATIONS: list[tuple[str, int, int, int | None]] = [
-    ("hazematching", 8, 20, None),
-    ("hazematching", 8, 2, None),
-    ("reflow", 16, 1, None),
-    ("reflow", 8, 2, None),
-    ("reflow", 8, 1, None),
-]
+# (samples, steps) measured for each kind of model. 8 x 20 is the teacher's reference sampling.
+TEACHER_SETTINGS = [(8, 20), (32, 20), (1, 1)]
+STUDENT_SETTINGS = [(8, 1)]
+HEAD_SETTINGS = [(4, 1)]  # a head's MMSE needs fewer samples than a sample mean
+WITHOUT_HEAD = " without head"
+
+
+def without_head(source: Path, out: Path) -> Path:
+    """The checkpoint with its MMSE head removed: the same network, its MMSE the sample mean."""
+    checkpoint = load_checkpoint(source)
+    network = checkpoint.config.network.model_copy(update={"mmse_head": False})
+
+    def velocity_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {
+            k: v[:1] if k.startswith(OUTPUT_LAYER) and v.shape[0] == 2 else v
+            for k, v in state.items()
+        }
+
+    save_checkpoint(
+        out,
+        replace(
+            checkpoint,
+            config=checkpoint.config.model_copy(update={"network": network}),
+            model=velocity_only(checkpoint.model),
+            ema=velocity_only(checkpoint.ema),
+            optimizer={},
+        ),
+    )
+    return out
+
+
+def rows_to_measure(models: dict[str, Path], work: Path) -> list[tuple[str, Path, int, int]]:
+    """(name, checkpoint, samples, steps) of every row, in the order given."""
+    rows = []
+    for name, path in models.items():
+        checkpoint = load_checkpoint(path)
+        if checkpoint.config.method == "hazematching":
+            rows += [(name, path, k, t) for k, t in TEACHER_SETTINGS]
+            continue
+        rows += [(name, path, k, t) for k, t in STUDENT_SETTINGS]
+        if checkpoint.config.network.mmse_head:
+            rows += [(name, path, k, t) for k, t in HEAD_SETTINGS]
+            plain = without_head(path, work / f"{name}-plain.pt")
+            rows += [(name + WITHOUT_HEAD, plain, k, t) for k, t in STUDENT_SETTINGS]
+    return rows
 
 
 def big_image(heldout: Path, size: int) -> np.ndarray:
@@ -80,16 +123,14 @@ def time_package(path: Path, image: np.ndarray) -> float:
 def measure(
     models: dict[str, Path], heldout: Path, image: np.ndarray, work: Path
 ) -> list[dict[str, object]]:
-    """Calibrate, evaluate and time every configuration whose model was given."""
+    """Calibrate and evaluate every row."""
     rows = []
-    for method, samples, steps, tile in CONFIGURATIONS:
-        if method not in models:
-            continue
-        label = f"{method}-{samples}x{steps}" + (f"-tile{tile}" if tile else "")
+    for name, source, samples, steps in rows_to_measure(models, work):
+        label = f"{name}-{samples}x{steps}".replace(" ", "-")
         checkpoint = work / label / "best.pt"
         checkpoint.parent.mkdir(parents=True)
-        shutil.copyfile(models[method], checkpoint)
-        sampling = SamplingConfig(samples=samples, steps=steps, seed=0, tile=tile)
+        shutil.copyfile(source, checkpoint)
+        sampling = SamplingConfig(samples=samples, steps=steps, seed=0)
         fitted = calibrate(
             checkpoint,
             heldout,
@@ -109,14 +150,15 @@ def measure(
             progress=False,
         )
         overall = result.overall
+        config = load_checkpoint(checkpoint).config
         rows.append(
             {
-                "method": method,
-                "solver": "euler",
+                "model": name,
+                "method": config.method,
+                "head": config.network.mmse_head,
                 "samples": samples,
                 "steps": steps,
-                "evaluations": samples * steps,
-                "tile": tile,
+                "evaluations": evaluations_per_image(config, sampling),
                 "mmse_ri_psnr": overall["mmse"]["ri_psnr"],
                 "sample_spectral_distance": overall["sample"]["spectral_distance"],
                 "sample_swd": overall["sample"]["swd"],
@@ -132,29 +174,15 @@ def measure(
     return rows
 
 
-def add_times(
-    rows: list[dict[str, object]], image: np.ndarray, packages: dict[str, dict], max_timed: int
-) -> None:
-    """Seconds per configuration: the library path up to `max_timed` evaluations per image;
-    above, the time of a given package sampled with that very setting (None if there is none).
-    """
+def add_times(rows: list[dict[str, object]], image: np.ndarray, max_timed: int) -> None:
+    """Seconds per row on the library path, up to `max_timed` evaluations per image (None
+    above: the time grows with the evaluations)."""
     for row in rows:
         checkpoint, sampling = row.pop("checkpoint"), row.pop("sampling")
-        if row["evaluations"] <= max_timed:
-            row["seconds_1024"], row["seconds_source"] = (
-                time_library(checkpoint, sampling, image),
-                "library",
-            )
-        else:
-            same = [
-                name
-                for name, p in packages.items()
-                if (p["method"], p["samples"], p["steps"])
-                == (row["method"], row["samples"], row["steps"])
-            ]
-            row["seconds_1024"] = packages[same[0]]["seconds"] if same else None
-            row["seconds_source"] = f"package {same[0]}" if same else None
-        print(row["method"], row["samples"], row["steps"], row["seconds_1024"], flush=True)
+        row["seconds_1024"] = (
+            time_library(checkpoint, sampling, image) if row["evaluations"] <= max_timed else None
+        )
+        print(row["model"], row["samples"], row["steps"], row["seconds_1024"], flush=True)
 
 
 def package_times(named: dict[str, Path], image: np.ndarray) -> dict[str, dict]:
@@ -164,6 +192,7 @@ def package_times(named: dict[str, Path], image: np.ndarray) -> dict[str, dict]:
         settings = load_package(path).config.model_dump()["hazematching"]
         packages[name] = {
             "path": str(path),
+            "version": load_package(path).version,
             "method": settings["training"]["method"],
             "samples": settings["sampling"]["samples"],
             "steps": settings["sampling"]["steps"],
@@ -179,17 +208,16 @@ def package_times(named: dict[str, Path], image: np.ndarray) -> dict[str, dict]:
 def markdown(rows: list[dict[str, object]], packages: dict[str, dict], size: int) -> str:
     """The table of the README and the card."""
     lines = [
-        "| method | samples x steps (tile) | evaluations / image | MMSE RI-PSNR (dB) | sample "
-        f"spectral dist. | sample SWD | ENCE calibrated | s for {size} x {size} |",
+        "| model | samples x steps | evaluations / image | MMSE RI-PSNR (dB) | sample "
+        f"spectral dist. | sample SWD | ENCE calibrated | s for {size} x {size} (library) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        seconds = "not timed" if r["seconds_1024"] is None else f"{r['seconds_1024']:.0f}"
         lines.append(
-            f"| {r['method']} | {r['samples']} x {r['steps']}"
-            + (f" ({r['tile']})" if r["tile"] else "")
-            + f" | {r['evaluations']} | "
+            f"| {r['model']} | {r['samples']} x {r['steps']} | {r['evaluations']} | "
             f"{r['mmse_ri_psnr']:.2f} | {r['sample_spectral_distance']:.3f} | "
-            f"{r['sample_swd']:.4f} | {r['ence_calibrated']:.3f} | {_seconds(r)} |"
+            f"{r['sample_swd']:.4f} | {r['ence_calibrated']:.3f} | {seconds} |"
         )
     if packages:
         lines += [
@@ -198,18 +226,11 @@ def markdown(rows: list[dict[str, object]], packages: dict[str, dict], size: int
             "| --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {n} | {p['samples']} x {p['steps']} | {p['seconds']:.0f} | "
-            f"{p['speedup_vs_first']:.1f}x |"
+            f"| {n} ({p['version']}) | {p['samples']} x {p['steps']} | {p['seconds']:.0f} | "
+            f"{p['speedup_vs_first']:.2f}x |"
             for n, p in packages.items()
         ]
     return "\n".join(lines) + "\n"
-
-
-def _seconds(row: dict[str, object]) -> str:
-    if row["seconds_1024"] is None:
-        return "not timed"
-    source = "" if row["seconds_source"] == "library" else f" ({row['seconds_source']})"
-    return f"{row['seconds_1024']:.0f}{source}"
 
 
 def _named(values: list[str]) -> dict[str, Path]:
@@ -218,7 +239,7 @@ def _named(values: list[str]) -> dict[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", default=[], help="METHOD=CHECKPOINT")
+    parser.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT")
     parser.add_argument("--heldout", type=Path, required=True, help="simulated val/test pairs")
     parser.add_argument("--package", action="append", default=[], help="NAME=PACKAGE")
     parser.add_argument("--size", type=int, default=1024)
@@ -226,8 +247,7 @@ def main() -> None:
         "--max-timed",
         type=int,
         default=16,
-        help="time the library path up to this many evaluations per image; costlier settings "
-        "take the time of a --package sampled that way",
+        help="time the library path up to this many evaluations per image",
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--markdown", type=Path)
@@ -237,7 +257,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         rows = measure(_named(args.model), args.heldout, image, Path(work))
         packages = package_times(_named(args.package), image)
-        add_times(rows, image, packages, args.max_timed)
+        add_times(rows, image, args.max_timed)
     result = {
         "machine": {
             "processor": platform.processor() or platform.machine(),

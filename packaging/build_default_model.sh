@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the bundled default model, model_zoo/hazematching-simulated/, and examples/ from
-# scratch on CPU (about 2.5 h on 2 cores).
+# scratch on CPU (about 3.5 h on 2 cores).
 # Usage (from the repository root, after `make setup`):
 #   bash packaging/build_default_model.sh [WORK_DIR]        (default WORK_DIR: runs/robust-model)
 #   MAINTAINER=your-github-user bash packaging/build_default_model.sh   (to upload to the zoo)
@@ -13,7 +13,9 @@
 # cores): the card's evaluation table then has no baseline row. ROBUSTNESS_DATA adds folders of
 # test pairs made elsewhere to the robustness table (stage 5b), e.g.
 # ROBUSTNESS_DATA=microsim=runs/microsim-test (docs/results/robustness/reproduce.sh renders
-# those with microsim).
+# those with microsim). COMPARE (a checkpoint or run folder; default runs/previous-0.2.3, the
+# previous bundled model's training/best.pt) adds rows of another model to the robustness table,
+# named COMPARE_NAME (default previous).
 # Stages whose output exists are skipped, so an interrupted build continues.
 set -euo pipefail
 HM="${HM:-.venv/bin/hazematching}"
@@ -31,7 +33,8 @@ mkdir -p "$WORK"
 #    training stage is still to run) and held-out pairs of another seed: 20 to calibrate on, 20
 #    to report on (the 10 'train' pairs are unused)
 trained() {
-    [ -f "$WORK/reflow/done" ] && { [ "$BASELINE" = 0 ] || [ -f "$WORK/unet/done" ]; }
+    [ -f "$WORK/reflow/done" ] && [ -f "$WORK/teacher/done" ] &&
+        { [ "$BASELINE" = 0 ] || [ -f "$WORK/unet/done" ]; }
 }
 # shellcheck disable=SC2086  # SIMULATION holds zero or more options
 [ -d "$WORK/data" ] || trained || $HM simulate "$WORK/data" --pairs "$PAIRS" --size 128 \
@@ -46,13 +49,15 @@ trained() {
 #    An interrupted training resumes from its last.pt (written every 250 steps). The teacher this
 #    stage trained on CPU is kept, without optimizer state, in packaging/checkpoints/robust-teacher/
 #    (with its config and history): copied to $WORK/hazematching/ with a `done` file, it stands
-#    for this stage's HazeMatching run.
+#    for this stage's HazeMatching run. Both normalise by the training set's statistics
+#    (`dataset`), as that teacher did; stage 2a makes it per-image.
 train() {
     local resume=()
     [ -f "$WORK/$1/last.pt" ] && resume=(--resume)
     OMP_NUM_THREADS="$2" $HM train "$WORK/data" --out "$WORK/$1" --method "$1" --steps 8000 \
         --patch-size 64 --batch-size 8 --lr 1e-3 --ema-decay 0.995 --width 32 \
-        --channel-mult 1,2,2 --attention 4 --val-every 250 --seed 0 --no-progress \
+        --channel-mult 1,2,2 --attention 4 --val-every 250 --seed 0 --normalization dataset \
+        --no-progress \
         "${resume[@]}" >> "$WORK/train-$1.log" 2>&1
     touch "$WORK/$1/done"
 }
@@ -65,14 +70,28 @@ for method in "${todo[@]}"; do train "$method" "$threads" & done
 wait
 for method in "${methods[@]}"; do [ -f "$WORK/$method/done" ]; done
 
-# 2b. the bundled model itself: a reflow student of the HazeMatching run, trained at t = 0 and
-#     1/2 on 1536 of its 20-step samples, so that 1 or 2 steps reach the teacher's sample
+# 2a. the teacher of the bundled model: the HazeMatching run fine-tuned for 3000 steps with
+#     per-image normalisation (any gain, offset or bit depth). Kept, without optimizer state, in
+#     packaging/checkpoints/teacher-per-image/; copied to $WORK/teacher/ with a `done` file, it
+#     stands for this stage.
+if [ ! -f "$WORK/teacher/done" ]; then
+    resume=()
+    [ -f "$WORK/teacher/last.pt" ] && resume=(--resume)
+    $HM train "$WORK/data" --out "$WORK/teacher" --config "$WORK/hazematching/config.json" \
+        --init "$WORK/hazematching" --normalization per-image --steps 3000 --lr 3e-4 \
+        --no-progress "${resume[@]}" >> "$WORK/train-teacher.log" 2>&1
+    touch "$WORK/teacher/done"
+fi
+
+# 2b. the bundled model itself: a reflow student of that teacher with an MMSE head, trained at
+#     t = 0 and 1/2 on 1536 of its 20-step samples (so that one step reaches the teacher's
+#     sample) and, at t = 0, on the real target of each patch (the head: the MMSE estimate)
 if [ ! -f "$WORK/reflow/done" ]; then
     resume=()
     [ -f "$WORK/reflow/last.pt" ] && resume=(--resume)
-    $HM train "$WORK/data" --out "$WORK/reflow" --method reflow --teacher "$WORK/hazematching" \
+    $HM train "$WORK/data" --out "$WORK/reflow" --method reflow --teacher "$WORK/teacher" \
         --teacher-steps 20 --reflow-pairs 1536 --time-grid 2 --steps 3000 --batch-size 8 \
-        --lr 3e-4 --ema-decay 0.995 --val-every 250 --seed 0 --no-progress \
+        --lr 3e-4 --ema-decay 0.995 --val-every 250 --seed 0 --mmse-head --no-progress \
         "${resume[@]}" >> "$WORK/train-reflow.log" 2>&1
     touch "$WORK/reflow/done"
 fi
@@ -105,14 +124,13 @@ fi
 [ "${PACKAGE:-1}" = 1 ] || exit 0
 
 # 5b. robustness on held-out conditions that each move one factor outside the training ranges
-#     (packaging/robustness.toml), next to the single-configuration model of the same recipe
-#     (COMPARE: its run folder; skipped when it is not there)
-COMPARE="${COMPARE:-runs/default-model/reflow}"
+#     or record the images as other cameras do (packaging/robustness.toml), next to the previous
+#     bundled model (COMPARE; skipped when it is not there)
+COMPARE="${COMPARE:-runs/previous-0.2.3}"
 if [ ! -f "$WORK/robustness/robustness.json" ]; then
     models=("$WORK/reflow") names=bundled extra=()
-    if [ -f "$COMPARE/best.pt" ] && [ "$(realpath "$COMPARE")" != "$(realpath "$WORK/reflow")" ]
-    then
-        models+=("$COMPARE") names=bundled,single-config
+    if [ -e "$COMPARE" ] && [ "$(realpath "$COMPARE")" != "$(realpath "$WORK/reflow")" ]; then
+        models+=("$COMPARE") names="bundled,${COMPARE_NAME:-previous}"
     fi
     for data in ${ROBUSTNESS_DATA:-}; do extra+=(--data "$data"); done
     $HM robustness "${models[@]}" --names "$names" --conditions packaging/robustness.toml \

@@ -42,6 +42,13 @@ def trained(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainRes
 
 
 @pytest.fixture(scope="session")
+def dataset_model(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """The tiny checkpoint's recipe normalised by the training set's statistics (`dataset`)."""
+    run_dir = tmp_path_factory.mktemp("dataset") / "run"
+    return train(sim_dir, run_dir, tiny_train_config(normalization="dataset"), progress=False)
+
+
+@pytest.fixture(scope="session")
 def calibrated_checkpoint(
     trained: TrainResult, sim_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:

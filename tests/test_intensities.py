@@ -54,12 +54,6 @@ def _assert_equivariant(base: np.ndarray, moved: np.ndarray, gain: float, offset
     np.testing.assert_allclose(moved[1], abs(gain) * base[1], rtol=0, atol=2e-4 * scale)
 
 
-@pytest.fixture(scope="module")
-def dataset_model(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    run_dir = tmp_path_factory.mktemp("dataset") / "run"
-    return train(sim_dir, run_dir, tiny_train_config(normalization="dataset"), progress=False)
-
-
 # --- per-image models are equivariant to the camera's gain and offset ----------------------------
 
 

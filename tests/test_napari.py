@@ -68,12 +68,12 @@ def test_the_bundled_model_gives_the_layers_predict_gives(viewer, qtbot, main_co
     assert "warning" not in widget.status.text()  # in the model's training intensities
 
 
-def test_the_status_line_carries_the_intensity_guard(viewer, qtbot) -> None:
-    """The bundled model normalises with fixed statistics: a 16-bit-scale image gets its result
-    and, in the status line, the guard's warning naming the layer and the numbers."""
-    image = tifffile.imread(EXAMPLES / "widefield_1.tif")[:96, :96] * 150.0 + 100.0
+def test_the_status_line_carries_the_intensity_guard(viewer, qtbot, dataset_model) -> None:
+    """A model normalised with fixed statistics: a 16-bit-scale image gets its result and, in
+    the status line, the guard's warning naming the layer and the numbers."""
+    image = tifffile.imread(EXAMPLES / "widefield_1.tif")[:64, :64] * 150.0 + 100.0
     viewer.add_image(image, name="bright")
-    widget = _widget(viewer, qtbot)
+    widget = _widget(viewer, qtbot, dataset_model.best)
     _run(widget, qtbot, "bright")
     assert "bright mmse" in [layer.name for layer in viewer.layers], widget.status.text()
     status = widget.status.text()
