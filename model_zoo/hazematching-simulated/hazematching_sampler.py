@@ -6,9 +6,15 @@ torch and torchcfm. Host-side helpers (scripting, progress, tile counts) are in 
 
 `EulerSampler` integrates dx/dt = v_theta(t, [x, hazy]) from a start state at t = 0 (Gaussian
 noise for HazeMatching; the hazy image, optionally with noise, for the InDI and U-Net baselines)
-to an image at t = 1 with T Euler steps, for K samples per image, and returns the per-pixel mean
-(the MMSE estimate), the calibrated standard deviation and optionally every sample, stacked on
-the channel axis. The same class is what `hazematching predict` runs on a checkpoint and what the
+to an image at t = 1 with T Euler steps, for K samples per image, and returns the MMSE estimate,
+the calibrated standard deviation and optionally every sample, stacked on the channel axis. The
+MMSE estimate is the samples' mean, or for a network with an MMSE head (a second output channel)
+the mean of the head's estimates x_0 + head(x_0, 0, hazy) at the K start states: the first
+evaluation of every sample gives one at no extra cost, and the ideal velocity at t = 0 is
+E[x_1 | hazy] - x_0, so each estimate is the posterior mean itself, not one sample of it, and the
+K of them only average out the head's dependence on x_0. The std is the samples' spread around
+their own mean either way: the posterior's spread, which calibration scales to the MMSE's error.
+The same class is what `hazematching predict` runs on a checkpoint and what the
 exported BioImage.IO package contains (with the model's normalisation inside, see Units), so both
 give the same numbers up to float rounding.
 
@@ -136,6 +142,7 @@ class EulerSampler(nn.Module):
             samples have no seams and memory is the state plus one batch of tiles.
         overlap: pixels (at least) shared by neighbouring tiles, blended with linear ramps.
         std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
+        head: the network's second output channel is an MMSE head (see the module doc).
         keep_samples: append the K samples after the mean and std channels.
         input_offset, input_scale: the network sees (hazy - input_offset) / input_scale.
         output_offset, output_scale: mean and samples leave as x * output_scale + output_offset,
@@ -156,6 +163,7 @@ class EulerSampler(nn.Module):
     std_scale: float
     std_offset: float
     keep_samples: bool
+    head: bool
     start_input: float
     start_noise: float
     input_offset: float
@@ -180,6 +188,7 @@ class EulerSampler(nn.Module):
         std_scale: float = 1.0,
         std_offset: float = 0.0,
         keep_samples: bool = False,
+        head: bool = False,
         start_input: float = 0.0,
         start_noise: float = 1.0,
         input_offset: float = 0.0,
@@ -211,6 +220,7 @@ class EulerSampler(nn.Module):
         self.std_scale = std_scale
         self.std_offset = std_offset
         self.keep_samples = keep_samples
+        self.head = head
         self.start_input = start_input
         self.start_noise = start_noise
         self.input_offset = input_offset
@@ -399,19 +409,35 @@ class EulerSampler(nn.Module):
             norm[r : r + size_y, c : c + size_x] += weight
 
     @torch.jit.export
-    def velocity_field(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
-        """v(t, [x, guide]) at t = step / T for the whole image, from blended overlapping tiles."""
-        inputs = torch.cat([x, guide], dim=1)
-        total = torch.zeros_like(x)
+    def empty_field(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Zeroed accumulators of `blend_pass` for state x: the network's output channels (the
+        velocity, and the head's if it has one) and the (H, W) blending weights."""
+        channels = 2 if self.head else 1
+        total = torch.zeros(
+            [x.shape[0], channels, x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device
+        )
         norm = torch.zeros([x.shape[-2], x.shape[-1]], dtype=x.dtype, device=x.device)
+        return total, norm
+
+    @torch.jit.export
+    def network_field(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
+        """The network's output at t = step / T for the whole image, from blended overlapping
+        tiles: the velocity (channel 0) and, with a head, the head (channel 1)."""
+        inputs = torch.cat([x, guide], dim=1)
+        total, norm = self.empty_field(x)
         for group in self.tile_passes(x.shape[-2], x.shape[-1], x.shape[0]):
             self.blend_pass(inputs, step, group, total, norm)
         return total / norm
 
     @torch.jit.export
-    def euler_step(self, x: Tensor, guide: Tensor, step: int) -> Tensor:
-        """One Euler update x <- x + v(t, [x, guide]) / T at t = step / T."""
-        return x + self.velocity_field(x, guide, step) * (1.0 / self.steps)
+    def advance(
+        self, x: Tensor, field: Tensor, step: int, estimate: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One Euler update x <- x + v / T with the network's output `field` at t = step / T;
+        at step 0 of a head model the head's MMSE estimate x_0 + head replaces `estimate`."""
+        if self.head and step == 0:
+            estimate = x + field[:, 1:2]
+        return x + field[:, 0:1] * (1.0 / self.steps), estimate
 
     @torch.jit.export
     def accumulate(self, x: Tensor, first: int, mean: Tensor, m2: Tensor) -> tuple[Tensor, Tensor]:
@@ -462,16 +488,23 @@ class EulerSampler(nn.Module):
         guide = self.pad((hazy - in_offset) / in_scale)
         mean = torch.zeros_like(guide)
         m2 = torch.zeros_like(guide)
+        head_mean = torch.zeros_like(guide)
+        head_m2 = torch.zeros_like(guide)
         kept: list[Tensor] = []
         for first in range(0, self.samples, self.batch_size):
             count = min(self.batch_size, self.samples - first)
             x = self.initial_state(guide, first, count, row0, col0)
             cond = guide.repeat(count, 1, 1, 1)
+            estimate = x
             for step in range(self.steps):
-                x = self.euler_step(x, cond, step)
+                x, estimate = self.advance(x, self.network_field(x, cond, step), step, estimate)
             mean, m2 = self.accumulate(x, first, mean, m2)
+            if self.head:
+                head_mean, head_m2 = self.accumulate(estimate, first, head_mean, head_m2)
             if self.keep_samples:
                 kept.extend(x.split(guide.shape[0]))
+        if self.head:
+            mean = head_mean
         return self.summarize(mean, m2, kept, height, width, out_offset, out_scale)
 
 
