@@ -14,8 +14,9 @@
 # test pairs made elsewhere to the robustness table (stage 5b), e.g.
 # ROBUSTNESS_DATA=microsim=runs/microsim-test (docs/results/robustness/reproduce.sh renders
 # those with microsim). COMPARE (a checkpoint or run folder; default runs/previous-0.2.3, the
-# previous bundled model's training/best.pt) adds rows of another model to the robustness table,
-# named COMPARE_NAME (default previous).
+# previous bundled model's training/best.pt: `mkdir -p runs/previous-0.2.3 && git show
+# d28d680:model_zoo/hazematching-simulated/training/best.pt > runs/previous-0.2.3/best.pt`) adds
+# rows of another model to the robustness table, named COMPARE_NAME (default previous).
 # Stages whose output exists are skipped, so an interrupted build continues.
 set -euo pipefail
 HM="${HM:-.venv/bin/hazematching}"
