@@ -205,7 +205,7 @@ def package_times(named: dict[str, Path], image: np.ndarray) -> dict[str, dict]:
         settings = load_package(path).config.model_dump()["hazematching"]
         packages[name] = {
             "path": str(path),
-            "version": load_package(path).version,
+            "version": str(load_package(path).version),
             "method": settings["training"]["method"],
             "samples": settings["sampling"]["samples"],
             "steps": settings["sampling"]["steps"],

@@ -17,6 +17,7 @@ from hazematching.errors import HazeMatchingError
 from hazematching.export.package import export_package
 from hazematching.export.recipe import default_recipe
 from hazematching.inference.sampling import method_sampling
+from hazematching.model.calibration import Calibration
 from hazematching.model.checkpoint import load_checkpoint, save_checkpoint
 from hazematching.model.network import build_velocity_net, load_widening_output
 from hazematching.training.flow import GuidedFlowMatching
@@ -69,6 +70,19 @@ def student(sim_dir: Path, trained: TrainResult, tmp_path_factory: pytest.TempPa
     )
     train(sim_dir, run_dir, config, progress=False)
     return run_dir
+
+
+def test_a_calibrated_model_draws_the_samples_it_was_calibrated_with() -> None:
+    config = tiny_train_config(method="reflow", teacher="t.pt", time_grid=2)
+    calibration = Calibration(
+        std_scale=2.0, std_offset=0.0, error_before=0.5, error_after=0.1, pixels=4, bins=2,
+        samples=4, steps=1,
+    )  # fmt: skip
+    chosen = method_sampling(config, SamplingConfig(), calibration)
+    assert (chosen.samples, chosen.steps) == (4, 1)
+    asked = method_sampling(config, SamplingConfig(samples=8), calibration)
+    assert (asked.samples, asked.steps) == (8, 1)  # asked for explicitly: as asked
+    assert method_sampling(config, SamplingConfig()).samples == SamplingConfig().samples
 
 
 def test_student_takes_the_teacher_architecture_normalisation_and_default_steps(

@@ -33,14 +33,19 @@ def method_sampling(
     Point predictors (the U-Net baseline, the unpaired CycleGAN generator) are trained at t = 0
     only and start without noise: one step and one sample, whatever was asked for. Every other
     method samples as asked; without `steps`, with the steps its std was calibrated at, else as
-    many steps as its training time grid has points (the times its network was trained at).
+    many steps as its training time grid has points (the times its network was trained at); a
+    calibrated model asked for no number of samples draws as many as it was calibrated with, so
+    its calibration holds.
     """
     if config.point_predictor:
         return sampling.model_copy(update={"steps": 1, "samples": 1})
+    update: dict[str, int] = {}
     if sampling.steps is None:
-        steps = calibration.steps if calibration is not None else config.time_grid
-        return sampling.model_copy(update={"steps": steps})
-    return sampling
+        update["steps"] = calibration.steps if calibration is not None else config.time_grid
+    calibrated_samples = calibration.samples if calibration is not None else None
+    if "samples" not in sampling.model_fields_set and calibrated_samples is not None:
+        update["samples"] = calibrated_samples
+    return sampling.model_copy(update=update) if update else sampling
 
 
 def sampler_kwargs(
