@@ -19,6 +19,7 @@ from bioimageio.spec.model import v0_5
 
 from .._version import __version__
 from ..config import SamplingConfig
+from ..data.normalization import DatasetNormalization
 from ..errors import HazeMatchingError
 from ..inference.sampling import evaluations_per_image
 from ..model.checkpoint import Checkpoint
@@ -201,7 +202,12 @@ def build_description(
         sample_output,
         "channels: "
         + ", ".join(channel_names)
-        + " (posterior mean, standard deviation, samples) in target intensities",
+        + " (posterior mean, standard deviation, samples) in "
+        + (
+            "target intensities"
+            if isinstance(checkpoint.normalization, DatasetNormalization)
+            else "the input's own intensity units"
+        ),
         [],
     )
     weights = v0_5.WeightsDescr(
