@@ -206,7 +206,7 @@ def build_description(
         + (
             "target intensities"
             if isinstance(checkpoint.normalization, DatasetNormalization)
-            else "the input's own intensity units"
+            else "input intensities"
         ),
         [],
     )
