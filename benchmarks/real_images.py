@@ -44,13 +44,7 @@ RECORDINGS = {
 def measure(model_path: Path, image: np.ndarray) -> dict[str, dict[str, float | bool]]:
     """The numbers of one model on one image in every recording."""
     model = load_trained_model(model_path)
-    calibration = model.calibration
-    sampling = SamplingConfig(
-        samples=calibration.samples if calibration else 8,
-        steps=calibration.steps if calibration else None,
-        seed=0,
-    )
-    sampler = build_sampler(model, sampling, torch.device("cpu"))
+    sampler = build_sampler(model, SamplingConfig(), torch.device("cpu"))  # its calibrated K x T
     edges = (tile_edges(sampler, image.shape[0]), tile_edges(sampler, image.shape[1]))
     results: dict[str, dict[str, float | bool]] = {}
     reference = None
