@@ -23,6 +23,7 @@ from .config import (
     CycleGANConfig,
     IntensityAugmentation,
     NetworkConfig,
+    OutputFormat,
     RandomizationConfig,
     SamplingConfig,
     SimulationConfig,
@@ -404,8 +405,9 @@ def predict(
         ...,
         metavar="[MODEL] IMAGES...",
         help="MODEL: checkpoint (.pt), run folder or model package (.zip or folder); without it "
-        "the bundled model model_zoo/hazematching-simulated. IMAGES: hazy TIFFs (2D or stacks) "
-        "or OME-Zarr images (sampled block by block)",
+        "the bundled model model_zoo/hazematching-simulated. IMAGES: hazy TIFFs (2D or stacks), "
+        "microscope files (.czi, .nd2, .lif, .ome.tif; pip install 'hazematching[formats]') or "
+        "OME-Zarr images (sampled block by block)",
     ),
     out: Path = typer.Option(..., "--out", help="folder for the outputs"),
     samples: SamplesOption = None,
@@ -423,8 +425,19 @@ def predict(
     overlap: int = typer.Option(
         None, help="overlap of neighbouring tiles [default: tile / 8, 16 to tile / 4 px]"
     ),
-    channel: int = typer.Option(
-        None, help="channel to use from multi-channel inputs (1 = widefield of a paired file)"
+    channel: str = typer.Option(
+        None,
+        help="channel to use from multi-channel inputs: an index (0 = first; 1 = widefield of a "
+        "paired file) or a name stored in the file (e.g. DAPI)",
+    ),
+    scene: str = typer.Option(
+        None, help="scene (position) of multi-scene microscope files: an index or its name"
+    ),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TIFF.value,
+        "--format",
+        help="results as ImageJ TIFFs (.tif) or OME-TIFFs (.ome.tif), with the input's pixel "
+        "size; OME-Zarr inputs always give OME-Zarr",
     ),
     device: DeviceOption = None,
     workers: int = typer.Option(
@@ -454,10 +467,16 @@ def predict(
 ) -> None:
     """Dehaze images: the MMSE and per-pixel std (optionally samples) as TIFFs or OME-Zarr, and
     PNG previews."""
+    from .data.inputs import selector
     from .inference.predict import predict as run
     from .inference.predict import split_model_argument
 
     model, inputs = split_model_argument(paths)
+    chosen = {
+        "channel": selector(channel),
+        "scene": selector(scene),
+        "output_format": output_format,
+    }
 
     sampling = _sampling(
         samples=samples,
@@ -475,7 +494,7 @@ def predict(
             inputs,
             out,
             sampling,
-            channel=channel,
+            **chosen,
             device=device or "auto",
             progress=progress,
             blocks=blocks,
@@ -494,7 +513,7 @@ def predict(
             out,
             client,
             sampling,
-            channel=channel,
+            **chosen,
             device=device or "auto",
             progress=progress,
             blocks=blocks,

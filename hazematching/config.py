@@ -8,6 +8,7 @@ wrote to disk.
 from __future__ import annotations
 
 import tomllib
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
@@ -572,6 +573,18 @@ class TrainConfig(StrictModel):
                 f"(the network downsamples {len(self.network.channel_mult) - 1} times)"
             )
         return self
+
+
+class OutputFormat(StrEnum):
+    """How `predict` writes results: ImageJ hyperstacks (`<name>.tif`, what Fiji opens
+    natively) or OME-TIFF (`<name>.ome.tif`, read by Bio-Formats, bioio and OMERO)."""
+
+    TIFF = "tiff"
+    OME_TIFF = "ome-tiff"
+
+    def file_name(self, name: str) -> str:
+        """The output file of the input named `name`."""
+        return f"{name}.ome.tif" if self is OutputFormat.OME_TIFF else f"{name}.tif"
 
 
 class BlockConfig(StrictModel):

@@ -7,7 +7,8 @@ The velocity fields below are called like the velocity network, as `field(t, x)`
 (N, 2, H, W) = [state, hazy], and return (N, 1, H, W). Their Euler solutions have closed forms,
 so sampler tests can assert exact numbers; they script and trace inside `EulerSampler`.
 `reinitialised_velocity_net` is a real U-Net whose output is not identically zero, for tests
-where the network itself (time embedding, tracing) matters.
+where the network itself (time embedding, tracing) matters. `write_czi` and `write_ome` write
+real microscope files (Zeiss's pylibCZIrw, tifffile's OME writer) of `microscope_stack`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import tifffile
 import torch
 from torch import Tensor, nn
 from typer.testing import CliRunner, Result
@@ -190,3 +193,54 @@ def reinitialised_velocity_net(
                 if not parameter.any():
                     parameter.normal_(0.0, scale)
     return net.eval()
+
+
+PIXEL_UM = 0.1625
+Z_UM = 0.4
+CHANNELS = ("DAPI", "GFP")
+
+
+def microscope_stack(sim_dir: Path, planes: int = 3) -> np.ndarray:
+    """(planes, channels, Y, X) uint16 camera counts of a microscope file: channel GFP is the
+    simulated widefield input, channel DAPI its confocal target, one simulated test pair per
+    plane (up to `planes`)."""
+    pairs = [tifffile.imread(p) for p in sorted((sim_dir / "test").glob("*.tif"))[:planes]]
+    data = np.stack([[pair[0], pair[1]] for pair in pairs])
+    scaled = 100 + 3000 * (data - data.min()) / (data.max() - data.min())
+    return np.round(scaled).astype(np.uint16)
+
+
+def write_czi(path: Path, data: np.ndarray) -> Path:
+    """A Zeiss CZI of (Z, C, Y, X) data with channel names and pixel sizes (metres in the
+    writer's call: it stores them as metres, as the CZI format does)."""
+    from pylibCZIrw import czi as pyczi
+
+    with pyczi.create_czi(str(path), exist_ok=True) as czi:
+        for z in range(data.shape[0]):
+            for c in range(data.shape[1]):
+                czi.write(data[z, c][..., None], plane={"Z": z, "C": c})
+        czi.write_metadata(
+            document_name=path.stem,
+            channel_names=dict(enumerate(CHANNELS[: data.shape[1]])),
+            scale_x=PIXEL_UM * 1e-6,
+            scale_y=PIXEL_UM * 1e-6,
+            scale_z=Z_UM * 1e-6,
+        )
+    return path
+
+
+def write_ome(path: Path, scenes: list[np.ndarray], axes: str = "ZCYX") -> Path:
+    """An OME-TIFF with one image (scene) per array, channel names and pixel sizes."""
+    metadata = {
+        "axes": axes,
+        "PhysicalSizeX": PIXEL_UM,
+        "PhysicalSizeY": PIXEL_UM,
+        "PhysicalSizeZ": Z_UM,
+        "Channel": {"Name": list(CHANNELS)},
+    }
+    if "C" not in axes:
+        del metadata["Channel"]
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        for data in scenes:
+            tif.write(data, metadata=metadata)
+    return path

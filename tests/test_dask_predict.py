@@ -20,7 +20,7 @@ from hazematching.cluster.connect import dask_client
 from hazematching.config import BlockConfig, SamplingConfig
 from hazematching.errors import HazeMatchingError
 from hazematching.inference.predict import predict
-from tests.helpers import run
+from tests.helpers import PIXEL_UM, microscope_stack, run, write_czi
 
 SAMPLING = SamplingConfig(samples=2, steps=2, seed=0)
 
@@ -222,6 +222,37 @@ def test_a_large_image_spreads_its_blocks_over_the_cluster(
         blocks=BlockConfig(block=48, halo=8),
     )
     assert [p.name for p in other.written] == ["scan.ome.zarr"] and not other.failed
+
+
+def test_microscope_files_on_the_cluster_keep_their_channel_and_metadata(
+    client, trained, sim_dir: Path, tmp_path: Path
+) -> None:
+    """Two CZIs, one small (one task) and one above the block limit (its blocks spread over
+    the workers): a channel chosen by name, the results equal single-process `predict` bit for
+    bit, with the pixel size in the TIFFs and in `predict.json`."""
+    small = write_czi(tmp_path / "small.czi", microscope_stack(sim_dir, planes=1))
+    wide = microscope_stack(sim_dir, planes=2)
+    large = write_czi(tmp_path / "large.czi", np.concatenate([wide, wide], axis=-1))
+    blocks = BlockConfig(block=32, halo=8, above=60 * 60)
+    inputs = [small, large]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predict(trained.best, inputs, tmp_path / "here", SAMPLING, channel="GFP",
+                progress=False, blocks=blocks)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    result = predict_distributed(trained.best, inputs, tmp_path / "out", client, SAMPLING,
+                                 channel="GFP", progress=False, blocks=blocks)  # fmt: skip
+    assert not result.failed and len(result.written) == 2
+    _assert_same_outputs(tmp_path / "out", tmp_path / "here", ["small", "large"])
+    for name in ("small", "large"):
+        with tifffile.TiffFile(tmp_path / "out" / f"{name}.tif") as tif:
+            numerator, denominator = tif.pages.first.tags["XResolution"].value
+            assert denominator / numerator == pytest.approx(PIXEL_UM, rel=1e-5)
+    record = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert [m["channel"] for m in record["input_metadata"]] == ["GFP", "GFP"]
+    assert "blocks" in record  # the large one took the block path
 
 
 def test_cli_on_an_existing_scheduler_exit_status_and_bad_addresses(

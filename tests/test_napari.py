@@ -19,7 +19,7 @@ from npe2 import PluginManifest
 from hazematching.config import SamplingConfig
 from hazematching.inference.predict import predict
 from hazematching.napari.widget import OTHER, DehazeWidget
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, PIXEL_UM, Z_UM, microscope_stack, write_czi
 
 TIMEOUT_MS = 300_000
 
@@ -159,3 +159,22 @@ def test_manifest_offers_the_widget_and_the_example_images() -> None:
     ((data, options, kind),) = command.exec()
     assert kind == "image" and options["name"] == "widefield_1"
     assert np.array_equal(data, tifffile.imread(EXAMPLES / "widefield_1.tif"))
+
+
+def test_a_czi_opens_with_its_scale_and_the_results_overlay_it(
+    viewer, qtbot, trained, sim_dir, tmp_path
+) -> None:
+    """The plugin's reader: one layer per named channel in micrometres; the widget's results
+    take that scale."""
+    path = write_czi(tmp_path / "cells.czi", microscope_stack(sim_dir))
+    viewer.open(path, plugin="hazematching")
+    assert [layer.name for layer in viewer.layers] == ["cells.czi DAPI", "cells.czi GFP"]
+    scale = (Z_UM, PIXEL_UM, PIXEL_UM)
+    assert tuple(viewer.layers["cells.czi GFP"].scale) == pytest.approx(scale)
+    widget = _widget(viewer, qtbot, trained.best)
+    widget.samples.setValue(2)
+    widget.steps.setValue(2)
+    _run(widget, qtbot, "cells.czi GFP")
+    mmse = viewer.layers["cells.czi GFP mmse"]
+    assert mmse.data.shape == viewer.layers["cells.czi GFP"].data.shape, widget.status.text()
+    assert tuple(mmse.scale) == pytest.approx(scale)

@@ -70,3 +70,32 @@ def test_predict_outputs_are_readable_by_others_under_umask_022(
             assert mode == expected, (name, oct(mode))
         else:
             assert mode & 0o077 == 0, (name, oct(mode))
+
+
+def test_every_command_writes_files_others_can_read_under_umask_022(
+    trained: TrainResult, sim_dir: Path, tmp_path: Path
+) -> None:
+    """simulate, evaluate, export and predict (as OME-TIFF) under umask 022: every file they
+    write is 0644 and every folder 0755, as a plain `cp` would leave them."""
+    image = sorted((sim_dir / "test").glob("*.tif"))[0]
+    few = ("--samples", "2", "--steps", "2", "--no-progress")
+    commands = {
+        "data": ("simulate", tmp_path / "data", "--pairs", "2", "--size", "48", "--no-progress"),
+        "report": ("evaluate", trained.best, sim_dir, "--out", tmp_path / "report",
+                   "--figures", "1", *few),
+        "package": ("export", trained.best, "--out", tmp_path / "package" / "model.zip",
+                    "--samples", "2", "--steps", "1"),
+        "dehazed": ("predict", trained.best, image, "--out", tmp_path / "dehazed", "--channel",
+                    "1", "--format", "ome-tiff", *few),
+    }  # fmt: skip
+    with umask(0o022):
+        (tmp_path / "package").mkdir()
+        for folder, command in commands.items():
+            done = invoke(*command)
+            assert done.exit_code == 0, (folder, done.output)
+    for folder in commands:
+        found = modes(tmp_path / folder)
+        assert len(found) >= 2, folder
+        for name, mode in found.items():
+            path = tmp_path / folder / name
+            assert mode == (0o755 if path.is_dir() else 0o644), (folder, name, oct(mode))

@@ -366,8 +366,8 @@ def _folder(root: Path, widefield: list[np.ndarray], confocal: list[np.ndarray])
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("none", "no TIFF images in the widefield/ folder"),
-        ("no_confocal", "no TIFF images in the confocal/ folder"),
+        ("none", "no images in the widefield/ folder"),
+        ("no_confocal", "no images in the confocal/ folder"),
         (
             "sizes",
             "image size 80x80 differs from 64x64 of 0.tif: both sides must have one image size",

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from ..config import BlockConfig, SamplingConfig
+from ..config import BlockConfig, OutputFormat, SamplingConfig
+from ..data.inputs import read_input
+from ..data.metadata import ImageMetadata
 from ..data.omezarr import is_ome_zarr
-from ..data.tiff import read_single
 from ..errors import IntensityRangeWarning
 from ..fileio import file_stamp, output_folder, write_json
 from ..inference.blockwise import (
@@ -41,12 +42,7 @@ from ..inference.blockwise import (
     predict_large,
 )
 from ..inference.loader import open_model
-from ..inference.predict import (
-    check_input_names,
-    predict_image,
-    predict_record,
-    read_input,
-)
+from ..inference.predict import check_input_names, predict_image, predict_record
 from ..inference.runner import (
     BlockSource,
     Runner,
@@ -72,9 +68,11 @@ class BatchSettings:
     model: Path
     model_stamp: str
     sampling: SamplingConfig | None
-    channel: int | None
+    channel: int | str | None
     device: str
     blocks: BlockConfig
+    scene: int | str | None = None
+    output_format: OutputFormat = OutputFormat.TIFF
 
     def key(self) -> str:
         """A digest of the settings: outputs made under other settings are not reused."""
@@ -83,6 +81,8 @@ class BatchSettings:
                 "model": self.model_stamp,
                 "sampling": self.sampling.model_dump(mode="json") if self.sampling else None,
                 "channel": self.channel,
+                "scene": self.scene,
+                "format": str(self.output_format),
                 "blocks": self.blocks.model_dump(mode="json"),
             },
             sort_keys=True,
@@ -133,13 +133,15 @@ def is_complete(out_dir: Path, name: str, key: str, source: Path) -> bool:
 def predict_one(settings: BatchSettings, source: str, name: str, out_dir: str) -> str:
     """One task, run on a worker: read, dehaze and write one image, then its record."""
     folder = Path(out_dir)
-    image = read_single(Path(source), settings.channel)
+    image, metadata = read_input(Path(source), settings.channel, settings.scene)
     stamp = file_stamp(Path(source))
     key = settings.key()
     runner = cached_runner(settings.model, settings.sampling, settings.device)
     caution = intensity_warning(runner, image, source)
-    written = predict_image(runner, image, name, folder)
-    _complete(folder, name, key, stamp, written, runner, caution)
+    written = predict_image(
+        runner, image, name, folder, metadata=metadata, output_format=settings.output_format
+    )
+    _complete(folder, name, key, stamp, written, runner, caution, metadata)
     return str(written)
 
 
@@ -151,9 +153,10 @@ def _complete(
     written: Path,
     runner: Runner,
     caution: str | None,
+    metadata: ImageMetadata,
 ) -> None:
     """Record an output as complete (written last, after the output itself), with the
-    intensity guard's warning about its input (None: none)."""
+    intensity guard's warning about its input (None: none) and the input's metadata."""
     record = {
         "settings": key,
         "input": stamp,
@@ -162,6 +165,7 @@ def _complete(
         "sampling": runner.settings,
         "output_channels": runner.channel_names,
         "warning": caution,
+        "input_metadata": metadata.record(),
     }
     write_json(_record(out_dir, name), record)
 
@@ -188,7 +192,9 @@ def predict_distributed(
     client: Client,
     sampling: SamplingConfig | None = None,
     *,
-    channel: int | None = None,
+    channel: int | str | None = None,
+    scene: int | str | None = None,
+    output_format: OutputFormat = OutputFormat.TIFF,
     device: str = "auto",
     progress: bool = True,
     blocks: BlockConfig | None = None,
@@ -201,7 +207,14 @@ def predict_distributed(
     names = check_input_names(inputs)
     source_model = open_model(model_path, "predict", sampling=sampling is not None)
     settings = BatchSettings(
-        Path(model_path).resolve(), file_stamp(source_model.file), sampling, channel, device, blocks
+        Path(model_path).resolve(),
+        file_stamp(source_model.file),
+        sampling,
+        channel,
+        device,
+        blocks,
+        scene,
+        output_format,
     )
     key = settings.key()
     out_dir = output_folder(Path(out_dir))
@@ -218,7 +231,7 @@ def predict_distributed(
             result.skipped.append(out_dir / _output_name(out_dir, name))
             done.append(name)
         elif is_ome_zarr(Path(source)) or (
-            block_model.refusal is None and looks_large(Path(source), blocks)
+            block_model.refusal is None and looks_large(Path(source), blocks, scene)
         ):
             large.append((Path(source), name))
         else:
@@ -261,11 +274,17 @@ def predict_distributed(
             bar.update(1)
     _remove_temporaries(out_dir)
     complete = sorted(p.name for p in (*result.written, *result.skipped))
-    record = predict_record(model_path, None, device, channel, inputs, complete)
+    record = predict_record(model_path, None, device, channel, inputs, complete, scene)
     if done:  # the sampling and channels, as the workers recorded them
         first = json.loads(_record(out_dir, sorted(done)[0]).read_text())
         record.update(sampling=first["sampling"], output_channels=first["output_channels"])
     record["warnings"] = _worker_warnings(out_dir, sorted(done))
+    record["input_metadata"] = [
+        json.loads(_record(out_dir, name).read_text()).get("input_metadata")
+        if name in done
+        else None
+        for name in names
+    ]
     record["failed"] = result.failed
     if large and block_model.refusal is None:
         record["blocks"] = blocks_record(blocks, block_model, device)
@@ -302,7 +321,7 @@ def _predict_large(
 ) -> Path:
     """One large image, its blocks spread over the cluster (sampled as `block_model`, the
     model's `block_source`, says), recorded as complete when written."""
-    image = read_input(source, settings.channel)
+    image, metadata = read_input(source, settings.channel, settings.scene)
     stamp = file_stamp(source)
     runner = block_runner(block_model, settings.device)
     caution = intensity_warning(runner, intensity_sample(image), source)
@@ -323,6 +342,8 @@ def _predict_large(
             config=settings.blocks,
             device=settings.device,
             on_block=bar.update,
+            metadata=metadata,
+            output_format=settings.output_format,
         )
-    _complete(out_dir, name, key, stamp, written, runner, caution)
+    _complete(out_dir, name, key, stamp, written, runner, caution, metadata)
     return written

@@ -4,7 +4,8 @@ Accepted layouts of a data folder:
 - `train/` and `val/` sub-folders (what `hazematching simulate` writes), each in one of the
   layouts below; without `val/`, a seeded fraction of `train/` is held out;
 - 2-channel TIFFs (channel 0 = confocal target, channel 1 = widefield input);
-- `input/` and `target/` sub-folders of single-channel TIFFs matched by file name.
+- `input/` and `target/` sub-folders of single-channel images matched by file name: TIFFs or
+  microscope files (CZI, ND2, LIF, OME-TIFF; the `formats` extra).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 from ..config import IntensityAugmentation
 from ..errors import HazeMatchingError
 from .camera import Camera, RankedPercentile, draw_camera
+from .inputs import list_images, read_image
 from .normalization import IntensityMap, Normalization, PerImageNormalization
-from .tiff import read_pair, read_single
+from .tiff import read_pair
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -68,15 +70,15 @@ def load_pairs(folder: Path) -> PairedImages:
     targets: list[np.ndarray] = []
     sources: list[Path] = []
     if (folder / "input").is_dir() and (folder / "target").is_dir():
-        input_files = {p.name: p for p in list_tiffs(folder / "input")}
-        target_files = {p.name: p for p in list_tiffs(folder / "target")}
+        input_files = {p.name: p for p in list_images(folder / "input")}
+        target_files = {p.name: p for p in list_images(folder / "target")}
         unmatched = sorted(set(input_files) ^ set(target_files))
         if unmatched:
             raise HazeMatchingError(
                 f"files without a partner in input/ or target/: {unmatched}", folder
             )
         for name in sorted(input_files):
-            x, y = read_single(input_files[name]), read_single(target_files[name])
+            x, y = read_image(input_files[name]), read_image(target_files[name])
             if x.shape != y.shape:
                 raise HazeMatchingError(
                     f"input shape {x.shape} does not match target shape {y.shape}",

@@ -1,9 +1,10 @@
 """Unpaired training data: widefield and confocal images of different samples.
 
-A data folder for unpaired training holds two sub-folders of single-channel TIFFs (2D images or
-stacks of planes), `widefield/` and `confocal/`, with any files and any counts: nothing is
-matched. A seeded fraction of each side's files is held out for validation. Both sides must share
-one image size, a proxy for one pixel size, which the blur kernel (in pixels) relies on.
+A data folder for unpaired training holds two sub-folders of single-channel images (2D images or
+stacks of planes; TIFFs or microscope files), `widefield/` and `confocal/`, with any files and
+any counts: nothing is matched. A seeded fraction of each side's files is held out for
+validation. Both sides must share one image size, a proxy for one pixel size, which the blur
+kernel (in pixels) relies on.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from ..errors import HazeMatchingError
 from .dataset import (
     area_weights,
     held_out_files,
-    list_tiffs,
     random_patches,
     require_min_size,
 )
-from .tiff import read_single
+from .inputs import list_images, read_image
 
 WIDEFIELD = "widefield"
 CONFOCAL = "confocal"
@@ -62,15 +62,15 @@ def _load_side(folder: Path, side: str) -> ImageSet:
     path = folder / side
     if not path.is_dir():
         raise HazeMatchingError(
-            f"unpaired data needs a {side}/ folder of single-channel TIFFs", folder
+            f"unpaired data needs a {side}/ folder of single-channel images", folder
         )
-    files = list_tiffs(path)
+    files = list_images(path)
     if not files:
-        raise HazeMatchingError(f"no TIFF images in the {side}/ folder", path)
+        raise HazeMatchingError(f"no images in the {side}/ folder", path)
     planes: list[np.ndarray] = []
     sources: list[Path] = []
     for file in files:
-        for plane in read_single(file):
+        for plane in read_image(file):
             planes.append(plane)
             sources.append(file)
     return ImageSet(planes, sources)

@@ -28,7 +28,9 @@ from typing import Any, Protocol
 import numpy as np
 import tifffile
 
-from ..config import BlockConfig
+from ..config import BlockConfig, OutputFormat
+from ..data.metadata import ImageMetadata
+from ..data.microscopy import is_microscopy_file, plane_shape
 from ..data.normalization import IntensityMap
 from ..data.omezarr import ZarrImage, is_ome_zarr, ome_zarr_output, read_ome_zarr
 from ..errors import HazeMatchingError
@@ -216,14 +218,18 @@ def blocks_record(config: BlockConfig, blocks: BlockSource, device: str) -> dict
     }
 
 
-def looks_large(path: Path, config: BlockConfig) -> bool:
-    """`is_large` from the file's header alone: OME-Zarr stores, and TIFFs whose planes have
-    more pixels than `config.above` (an unreadable TIFF is left to the reader's error)."""
+def looks_large(path: Path, config: BlockConfig, scene: int | str | None = None) -> bool:
+    """`is_large` from the file's header alone: OME-Zarr stores, and TIFFs or microscope files
+    whose planes have more pixels than `config.above` (an unreadable file is left to the
+    reader's error)."""
     if is_ome_zarr(path):
         return True
     try:
-        with tifffile.TiffFile(path) as tiff:
-            shape = tiff.series[0].shape
+        if is_microscopy_file(path):
+            shape = plane_shape(path, scene)
+        else:
+            with tifffile.TiffFile(path) as tiff:
+                shape = tiff.series[0].shape
     except Exception:  # unreadable: the task that reads it reports the error by name
         return False
     return len(shape) >= 2 and shape[-2] * shape[-1] > config.above
@@ -240,10 +246,13 @@ def predict_large(
     config: BlockConfig,
     device: str,
     on_block: Callable[[int], None],
+    metadata: ImageMetadata | None = None,
+    output_format: OutputFormat = OutputFormat.TIFF,
 ) -> Path:
     """Dehaze one large image block by block into `out_dir`; returns the output's path.
 
-    A TIFF (planes, Y, X) array gives `<name>.tif` and its preview, as `predict` writes them;
+    A (planes, Y, X) array (read from a TIFF or microscope file, with its `metadata`) gives
+    `<name>.tif` (or `.ome.tif`) and its preview, as `predict` writes them;
     an OME-Zarr image gives the OME-Zarr image `<name>.ome.zarr` (axes CYX, or CZYX for a stack)
     with the input's pixel size, written chunk by chunk as blocks finish. `on_block(1)` is
     called per finished block. `blocks` is the model's `block_source`.
@@ -271,7 +280,7 @@ def predict_large(
         for z in range(planes):
             for (rows, cols), result in plane_results(z):
                 stack[z, :, rows, cols] = result
-        return write_result(out_dir, name, image, stack, names)
+        return write_result(out_dir, name, image, stack, names, metadata, output_format)
     path = out_dir / f"{name}{ZARR_OUTPUT_SUFFIX}"
     shape = (len(names), height, width) if planes == 1 else (len(names), planes, height, width)
     with ome_zarr_output(path, shape, names, image.scale, config.block) as array:

@@ -14,9 +14,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..config import BlockConfig, SamplingConfig
-from ..data.omezarr import ZarrImage, is_ome_zarr, read_ome_zarr
-from ..data.tiff import read_single
+from ..config import BlockConfig, OutputFormat, SamplingConfig
+from ..data.inputs import input_name, is_image_path, read_input
+from ..data.metadata import ImageMetadata
+from ..data.omezarr import ZarrImage
 from ..errors import HazeMatchingError
 from ..fileio import output_folder, write_json
 from .blockwise import (
@@ -34,15 +35,13 @@ from .planes import no_progress
 from .results import write_result
 from .runner import Runner, block_source, intensity_warning, load_runner
 
-IMAGE_SUFFIXES = {".tif", ".tiff", ".zarr"}
-
 
 def split_model_argument(paths: list[Path]) -> tuple[Path, list[Path]]:
-    """`[MODEL] IMAGES...` -> (model, images); without a model (an image first: a TIFF or an
-    OME-Zarr store), the bundled one."""
+    """`[MODEL] IMAGES...` -> (model, images); without a model (an image first: a TIFF, a
+    microscope file or an OME-Zarr store), the bundled one."""
     if not paths:
         raise HazeMatchingError("no input images given")
-    if Path(paths[0]).suffix.lower() in IMAGE_SUFFIXES:
+    if is_image_path(Path(paths[0])):
         return bundled_model(), list(paths)
     return Path(paths[0]), list(paths[1:])
 
@@ -53,29 +52,13 @@ def predict_image(
     name: str,
     out_dir: Path,
     on_progress: Callable[[int], None] | None = None,
+    metadata: ImageMetadata | None = None,
+    output_format: OutputFormat = OutputFormat.TIFF,
 ) -> Path:
-    """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` and its `.png` preview."""
+    """Dehaze one (planes, Y, X) image into `<out_dir>/<name>.tif` (or `.ome.tif`) with the
+    input's `metadata`, and its `.png` preview."""
     stack = runner.run(image, on_progress or no_progress, None)
-    return write_result(out_dir, name, image, stack, runner.channel_names)
-
-
-def input_name(path: Path) -> str:
-    """The name outputs of an input get: a TIFF's stem, an OME-Zarr store's name without
-    `.zarr` and `.ome`."""
-    path = Path(path)
-    if path.suffix.lower() != ".zarr":
-        return path.stem
-    name = path.stem
-    return name[: -len(".ome")] if name.lower().endswith(".ome") else name
-
-
-def read_input(path: Path, channel: int | None) -> np.ndarray | ZarrImage:
-    """A TIFF as float32 (planes, Y, X), or an OME-Zarr image opened lazily."""
-    if is_ome_zarr(path):
-        if channel is not None:
-            raise HazeMatchingError("--channel selects a channel of TIFFs only", path)
-        return read_ome_zarr(path)
-    return read_single(path, channel)
+    return write_result(out_dir, name, image, stack, runner.channel_names, metadata, output_format)
 
 
 def check_input_names(inputs: list[Path]) -> list[str]:
@@ -92,9 +75,10 @@ def predict_record(
     model_path: Path,
     runner: Runner | None,
     device: str,
-    channel: int | None,
+    channel: int | str | None,
     inputs: list[Path],
     outputs: list[str],
+    scene: int | str | None = None,
 ) -> dict[str, object]:
     """The content of `predict.json`: the model, settings, inputs and outputs of a run
     (`runner` None: the settings are those of the outputs' own records)."""
@@ -104,6 +88,7 @@ def predict_record(
         "sampling": runner.settings if runner else None,
         "device": device,
         "channel": channel,
+        "scene": scene,
         "inputs": [str(p) for p in inputs],
         "outputs": outputs,
         "output_channels": runner.channel_names if runner else None,
@@ -116,7 +101,9 @@ def predict(
     out_dir: Path,
     sampling: SamplingConfig | None = None,
     *,
-    channel: int | None = None,
+    channel: int | str | None = None,
+    scene: int | str | None = None,
+    output_format: OutputFormat = OutputFormat.TIFF,
     device: str = "auto",
     progress: bool = True,
     blocks: BlockConfig | None = None,
@@ -128,8 +115,12 @@ def predict(
     `model_path` is a checkpoint (or run folder), sampled with `sampling` (default
     `SamplingConfig()`), or an exported model package (.zip or unpacked folder), which runs
     through bioimageio.core with the sampling settings baked into it (`sampling` must be None).
-    2D inputs give (C, Y, X) outputs, stacks give (Z, C, Y, X). `channel` selects one channel of
-    multi-channel inputs (e.g. 1 for the widefield channel of a paired file). Large images
+    2D inputs give (C, Y, X) outputs, stacks give (Z, C, Y, X) or (T, C, Y, X). Inputs are
+    TIFFs, microscope files (CZI, ND2, LIF, OME-TIFF: the `formats` extra) or OME-Zarr stores;
+    `channel` (index or name) selects one channel of multi-channel inputs (e.g. 1 for the
+    widefield channel of a paired file), `scene` one scene of multi-scene files. Outputs carry
+    the input's pixel size and z-spacing, as ImageJ TIFFs or, with `output_format`, OME-TIFFs.
+    Large images
     (OME-Zarr stores, which give `<name>.ome.zarr`, and TIFF planes above `blocks.above` px)
     are sampled block by block as `blocks` says (`inference/blockwise.py`). All inputs are read
     (OME-Zarr lazily) and checked before anything is computed or written; `predict.json`
@@ -138,7 +129,7 @@ def predict(
     blocks = blocks or BlockConfig()
     names = check_input_names(inputs)
     open_model(model_path, "predict", sampling=sampling is not None)  # a missing model first
-    images = [read_input(Path(p), channel) for p in inputs]
+    images, metadata = zip(*(read_input(Path(p), channel, scene) for p in inputs), strict=True)
     large = [is_large(image, blocks) for image in images]
     block_model = block_source(model_path, sampling) if any(large) else None  # resolved once
     if block_model is not None and block_model.refusal is not None:
@@ -156,7 +147,17 @@ def predict(
             for i in small:
                 bar.set_postfix(image=Path(inputs[i]).name)
                 cautions.append(intensity_warning(runner, images[i], inputs[i]))
-                written.append(predict_image(runner, images[i], names[i], out_dir, bar.update))
+                written.append(
+                    predict_image(
+                        runner,
+                        images[i],
+                        names[i],
+                        out_dir,
+                        bar.update,
+                        metadata[i],
+                        output_format,
+                    )
+                )
     for i in (i for i, big in enumerate(large) if big):
         guard = block_runner(block_model, device)
         cautions.append(intensity_warning(guard, intensity_sample(images[i]), inputs[i]))
@@ -174,12 +175,16 @@ def predict(
                     source=Path(inputs[i]),
                     name=names[i],
                     out_dir=out_dir,
+                    metadata=metadata[i],
+                    output_format=output_format,
                     config=blocks,
                     device=device,
                     on_block=bar.update,
                 )
             )
-    record = predict_record(model_path, runner, device, channel, inputs, [p.name for p in written])
+    outputs = [p.name for p in written]
+    record = predict_record(model_path, runner, device, channel, inputs, outputs, scene)
+    record["input_metadata"] = [m.record() for m in metadata]
     record["warnings"] = [caution for caution in cautions if caution is not None]
     if block_model is not None:  # resolved only when some image took the block path
         record["blocks"] = blocks_record(blocks, block_model, device)
