@@ -24,6 +24,7 @@ from hazematching.training.loop import TrainResult
 from tests.helpers import PIXEL_UM, Z_UM, invoke, microscope_stack, write_czi, write_ome
 
 SAMPLING = SamplingConfig(samples=2, steps=2, seed=0)
+EXTRA = "pip install 'hazematching[formats]'"
 
 
 @pytest.fixture(scope="module")
@@ -181,27 +182,26 @@ def test_damaged_vendor_files_are_refused_by_their_plugin(
 
 
 @pytest.mark.parametrize(
-    ("hidden", "message"),
+    ("source", "hidden", "message"),
     [
-        (
-            "bioio_czi",
-            "reading CZI files needs the bioio plugin bioio-czi: pip install "
-            "'hazematching[formats]'",
-        ),
-        (
-            "bioio",
-            "reading CZI files needs the optional formats: pip install 'hazematching[formats]'",
-        ),
+        ("czi", "bioio_czi", f"reading CZI files needs the bioio plugin bioio-czi: {EXTRA}"),
+        ("czi", "bioio", f"reading CZI files needs the optional formats: {EXTRA}"),
+        ("ome", "bioio", f"reading OME-TIFF files needs the optional formats: {EXTRA}"),
     ],
 )
 def test_a_missing_reader_names_the_extra(
-    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hidden, message
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    hidden: str,
+    message: str,
 ) -> None:
     monkeypatch.setitem(sys.modules, hidden, None)  # what `import` finds when not installed
     out = tmp_path / "out"
-    done = invoke("predict", files["czi"], "--out", out, "--channel", "0", "--no-progress")
+    done = invoke("predict", files[source], "--out", out, "--channel", "0", "--no-progress")
     assert done.exit_code == 1
-    assert f"error: {files['czi']}: {message}" in done.output, done.output
+    assert f"error: {files[source]}: {message}" in done.output, done.output
     assert not out.exists()
 
 

@@ -22,13 +22,13 @@ import numpy as np
 from ..errors import HazeMatchingError
 from .metadata import ImageMetadata, positive
 
-#: The bioio plugin (module, pip name) that reads each kind of file, by suffix.
-PLUGINS: dict[str, tuple[str, str]] = {
-    ".czi": ("bioio_czi", "bioio-czi"),
-    ".nd2": ("bioio_nd2", "bioio-nd2"),
-    ".lif": ("bioio_lif", "bioio-lif"),
-    ".ome.tif": ("bioio_ome_tiff", "bioio-ome-tiff"),
-    ".ome.tiff": ("bioio_ome_tiff", "bioio-ome-tiff"),
+#: The format and the bioio plugin (module, pip name) that reads each kind of file, by suffix.
+PLUGINS: dict[str, tuple[str, str, str]] = {
+    ".czi": ("CZI", "bioio_czi", "bioio-czi"),
+    ".nd2": ("ND2", "bioio_nd2", "bioio-nd2"),
+    ".lif": ("LIF", "bioio_lif", "bioio-lif"),
+    ".ome.tif": ("OME-TIFF", "bioio_ome_tiff", "bioio-ome-tiff"),
+    ".ome.tiff": ("OME-TIFF", "bioio_ome_tiff", "bioio-ome-tiff"),
 }
 #: File suffixes read through bioio (OME-TIFFs are also found by their content).
 SUFFIXES = frozenset(PLUGINS)
@@ -63,12 +63,15 @@ def _is_ome_tiff(path: Path) -> bool:
         return False
 
 
+def _format(path: Path) -> tuple[str, str, str]:
+    """(format name, plugin module, pip name) of a microscope file (a `.tif` is an OME-TIFF)."""
+    return PLUGINS.get(suffix_of(path), PLUGINS[".ome.tif"])
+
+
 def _plugin(path: Path) -> ModuleType:
     """The plugin module that reads `path`; a one-line error naming the extra when bioio or the
     plugin is not installed."""
-    suffix = suffix_of(path)
-    module, package = PLUGINS.get(suffix, PLUGINS[".ome.tif"])
-    what = suffix.lstrip(".").upper()
+    what, module, package = _format(path)
     try:
         importlib.import_module("bioio")
     except ImportError as error:
@@ -121,8 +124,9 @@ def open_image(path: Path) -> Any:
             image = BioImage(path, reader=plugin.Reader)
             image.scenes  # noqa: B018 (parses the file's structure: corrupt files fail here)
     except Exception as error:  # plugins raise many types for corrupt or foreign files
-        what = suffix_of(path).lstrip(".").upper()
-        raise HazeMatchingError(f"cannot read as {what} ({_reason(error)})", path) from error
+        raise HazeMatchingError(
+            f"cannot read as {_format(path)[0]} ({_reason(error)})", path
+        ) from error
     return image
 
 
