@@ -4,7 +4,8 @@ Every model given with --model is sampled at the settings of its kind: a HazeMat
 at 8 x 20 (the reference), 1 x 1 (its head alone: x_0 plus the velocity at t = 0, the posterior
 mean of an ideal network) and with --teacher-32 at 32 x 20 (a better sample mean); a few-step
 student at 8 x 1, and a student with an MMSE head also at 4 x 1 and at 8 x 1 without its head
-(the same network, its MMSE the mean of the 8 samples), to show what the head adds. For every
+(the same network, its MMSE the mean of the 8 samples), to show what the head adds; with
+--settings (e.g. 4x2,3x2), every model at those settings only. For every
 row, in one run on one machine:
 - the std calibration is fitted on the val pairs of HELDOUT at that very setting
   (`hazematching calibrate` on a copy of the checkpoint),
@@ -86,12 +87,19 @@ def without_head(source: Path, out: Path) -> Path:
 
 
 def rows_to_measure(
-    models: dict[str, Path], work: Path, teacher_32: bool
+    models: dict[str, Path],
+    work: Path,
+    teacher_32: bool,
+    settings: list[tuple[int, int]] | None = None,
 ) -> list[tuple[str, Path, int, int]]:
-    """(name, checkpoint, samples, steps) of every row, in the order given."""
+    """(name, checkpoint, samples, steps) of every row, in the order given; with `settings`,
+    every model at exactly those (samples, steps) instead of its kind's."""
     rows = []
     for name, given in models.items():
         path = resolve_checkpoint_path(given)
+        if settings:
+            rows += [(name, path, k, t) for k, t in settings]
+            continue
         checkpoint = load_checkpoint(path)
         if checkpoint.config.method == "hazematching":
             settings = TEACHER_SETTINGS + ([TEACHER_32] if teacher_32 else [])
@@ -132,11 +140,15 @@ def time_package(path: Path, image: np.ndarray) -> float:
 
 
 def measure(
-    models: dict[str, Path], heldout: Path, work: Path, teacher_32: bool
+    models: dict[str, Path],
+    heldout: Path,
+    work: Path,
+    teacher_32: bool,
+    settings: list[tuple[int, int]] | None = None,
 ) -> list[dict[str, object]]:
     """Calibrate and evaluate every row."""
     rows = []
-    for name, source, samples, steps in rows_to_measure(models, work, teacher_32):
+    for name, source, samples, steps in rows_to_measure(models, work, teacher_32, settings):
         label = f"{name}-{samples}x{steps}".replace(" ", "-")
         checkpoint = work / label / "best.pt"
         checkpoint.parent.mkdir(parents=True)
@@ -250,6 +262,13 @@ def _ence(row: dict[str, object]) -> str:
     return "n/a (1 sample)" if row["ence_calibrated"] is None else f"{row['ence_calibrated']:.3f}"
 
 
+def _settings(text: str | None) -> list[tuple[int, int]] | None:
+    """ "4x1,4x2" -> [(4, 1), (4, 2)]."""
+    if not text:
+        return None
+    return [tuple(int(n) for n in item.split("x")) for item in text.split(",")]
+
+
 def _named(values: list[str]) -> dict[str, Path]:
     return {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in values}
 
@@ -267,13 +286,18 @@ def main() -> None:
         help="time the library path up to this many evaluations per image",
     )
     parser.add_argument("--teacher-32", action="store_true", help="also the teacher at 32 x 20")
+    parser.add_argument(
+        "--settings", help="SAMPLESxSTEPS,...: every model at these settings only, e.g. 4x2,3x2"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
 
     image = big_image(args.heldout, args.size)
     with tempfile.TemporaryDirectory() as work:
-        rows = measure(_named(args.model), args.heldout, Path(work), args.teacher_32)
+        rows = measure(
+            _named(args.model), args.heldout, Path(work), args.teacher_32, _settings(args.settings)
+        )
         packages = package_times(_named(args.package), image)
         add_times(rows, image, args.max_timed)
     result = {
