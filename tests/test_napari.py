@@ -49,7 +49,7 @@ def test_the_bundled_model_gives_the_layers_predict_gives(viewer, qtbot, main_co
     image = tifffile.imread(EXAMPLES / "widefield_1.tif")
     viewer.add_image(image, name="widefield_1", scale=(0.5, 0.25), translate=(3.0, 4.0))
     widget = _widget(viewer, qtbot)
-    assert "4 samples x 1 steps" in widget.model_note.text()  # baked into the package
+    assert "3 samples x 2 steps" in widget.model_note.text()  # baked into the package
     assert not any(f.isEnabled() for f in (widget.samples, widget.steps, widget.tile))
     _run(widget, qtbot, "widefield_1")
     assert [layer.name for layer in viewer.layers] == [
