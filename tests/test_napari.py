@@ -14,7 +14,7 @@ import tifffile
 # session's training fixtures do; loaded after Mesa's llvmpipe (the viewer's OpenGL without a
 # GPU), it crashes the process. Importing it first keeps the order safe whatever runs first.
 import torch._dynamo  # noqa: F401
-from npe2 import PluginManifest
+from npe2 import PluginManager, PluginManifest
 
 from hazematching.config import SamplingConfig
 from hazematching.inference.predict import predict
@@ -153,9 +153,12 @@ def test_bad_layers_and_models_are_one_line_messages(viewer, qtbot, tmp_path) ->
 def test_manifest_offers_the_widget_and_the_example_images() -> None:
     manifest = PluginManifest.from_distribution("hazematching")
     assert [w.display_name for w in manifest.contributions.widgets] == ["Dehaze"]
+    (reader,) = manifest.contributions.readers
+    assert {"*.czi", "*.nd2", "*.lif", "*.ome.tif"} <= set(reader.filename_patterns)
     samples = {s.key: s for s in manifest.contributions.sample_data}
     assert set(samples) == {"widefield", "widefield_and_confocal"}
     command = {c.id: c for c in manifest.contributions.commands}[samples["widefield"].command]
+    PluginManager.instance().discover()  # registered as napari registers it (no viewer needed)
     ((data, options, kind),) = command.exec()
     assert kind == "image" and options["name"] == "widefield_1"
     assert np.array_equal(data, tifffile.imread(EXAMPLES / "widefield_1.tif"))
