@@ -275,15 +275,13 @@ def predict_distributed(
     _remove_temporaries(out_dir)
     complete = sorted(p.name for p in (*result.written, *result.skipped))
     record = predict_record(model_path, None, device, channel, inputs, complete, scene)
-    if done:  # the sampling and channels, as the workers recorded them
-        first = json.loads(_record(out_dir, sorted(done)[0]).read_text())
+    records = {name: json.loads(_record(out_dir, name).read_text()) for name in sorted(done)}
+    if records:  # the sampling and channels, as the workers recorded them
+        first = next(iter(records.values()))
         record.update(sampling=first["sampling"], output_channels=first["output_channels"])
-    record["warnings"] = _worker_warnings(out_dir, sorted(done))
+    record["warnings"] = _worker_warnings(list(records.values()))
     record["input_metadata"] = [
-        json.loads(_record(out_dir, name).read_text()).get("input_metadata")
-        if name in done
-        else None
-        for name in names
+        records[name].get("input_metadata") if name in records else None for name in names
     ]
     record["failed"] = result.failed
     if large and block_model.refusal is None:
@@ -292,12 +290,12 @@ def predict_distributed(
     return result
 
 
-def _worker_warnings(out_dir: Path, names: list[str]) -> list[str]:
-    """The intensity guard's warnings the tasks recorded, issued again in this process (a
-    worker's warnings are not shown where the run was started)."""
+def _worker_warnings(records: list[dict]) -> list[str]:
+    """The intensity guard's warnings the tasks recorded (their complete records), issued again
+    in this process (a worker's warnings are not shown where the run was started)."""
     cautions = []
-    for name in names:
-        caution = json.loads(_record(out_dir, name).read_text()).get("warning")
+    for entry in records:
+        caution = entry.get("warning")
         if caution:
             warnings.warn(caution, IntensityRangeWarning, stacklevel=2)
             cautions.append(caution)

@@ -2,7 +2,7 @@
 
 Dehazing keeps the pixel grid, so the pixel size, the spacing of a z-stack and the name of the
 channel read hold for the results too: the writers put them into ImageJ and OME-TIFF metadata
-and OME-Zarr scales, and `predict.json` records them.
+(OME-Zarr results keep the input store's own scales), and `predict.json` records them.
 """
 
 from __future__ import annotations
@@ -28,16 +28,6 @@ class ImageMetadata:
     plane_axis: PlaneAxis = "Z"
     channel: str | None = None
     scene: str | None = None
-
-    def scale(self) -> dict[str, float]:
-        """Micrometres per pixel along the axes that have it (`z`, `y`, `x`), as OME-Zarr's
-        `coordinateTransformations` take them."""
-        scale = {}
-        if self.z_spacing is not None and self.plane_axis == "Z":
-            scale["z"] = self.z_spacing
-        if self.pixel_size is not None:
-            scale["y"], scale["x"] = self.pixel_size
-        return scale
 
     def record(self) -> dict[str, object]:
         """The metadata as `predict.json` records it for each input (units: micrometres)."""

@@ -176,24 +176,34 @@ def select_channel(names: list[str], channel: int | str | None, path: Path) -> i
     return names.index(channel)
 
 
+def channel_names(image: Any) -> list[str]:
+    """Names of the channels of the image's current scene: the file's own, else their indices
+    (when the file names none, or not as many as it has)."""
+    dims = image.dims
+    count = int(dims.C) if "C" in dims.order else 1
+    names = [str(n) for n in (image.channel_names or [])]
+    return names if len(names) == count else [str(c) for c in range(count)]
+
+
 def read_microscopy(
     path: Path, channel: int | str | None = None, scene: int | str | None = None
 ) -> tuple[np.ndarray, ImageMetadata]:
     """One channel of one scene of a microscope file as float32 (planes, Y, X), with its
     metadata: the planes are the file's z-stack or time series (not both)."""
-    path = Path(path)
-    image = open_image(path)
+    return read_opened(open_image(Path(path)), Path(path), channel, scene)
+
+
+def read_opened(
+    image: Any, path: Path, channel: int | str | None = None, scene: int | str | None = None
+) -> tuple[np.ndarray, ImageMetadata]:
+    """`read_microscopy` of a file already opened with `open_image` (so that reading several
+    channels parses it once); `path` names it in errors."""
     try:
         with _quiet_bioio():
             chosen = select_scene(image, scene, path)
             dims = image.dims
             sizes = {axis: int(getattr(dims, axis)) for axis in dims.order}
-            names = [str(n) for n in (image.channel_names or [])]
-            names = (
-                names
-                if len(names) == sizes.get("C", 1)
-                else [str(c) for c in range(sizes.get("C", 1))]
-            )
+            names = channel_names(image)
             index = select_channel(names, channel, path)
             _require_planes(sizes, dims.order, path)
             data = image.get_image_data("TZYX", C=index)

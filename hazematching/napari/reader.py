@@ -12,7 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data.metadata import ImageMetadata
-from ..data.microscopy import SUFFIXES, open_image, read_microscopy, suffix_of
+from ..data.microscopy import (
+    SUFFIXES,
+    channel_names,
+    open_image,
+    read_opened,
+    select_scene,
+    suffix_of,
+)
 
 LayerData = tuple[object, dict[str, object], str]
 
@@ -25,15 +32,17 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None
 
 
 def read_layers(path: str) -> list[LayerData]:
-    """One image layer per channel of the file's first scene, with its physical scale."""
+    """One image layer per channel of the file's first scene, with its physical scale (the file
+    is opened and parsed once for all its channels)."""
     image = open_image(Path(path))
-    scenes = [str(s) for s in image.scenes]
-    names = [str(n) for n in image.channel_names or []] or ["0"]
+    several = len(image.scenes) > 1
+    scene = 0 if several else None
+    select_scene(image, scene, Path(path))
     layers = []
-    for index, name in enumerate(names):
-        planes, metadata = read_microscopy(Path(path), index, 0 if len(scenes) > 1 else None)
+    for index, name in enumerate(channel_names(image)):
+        planes, metadata = read_opened(image, Path(path), index, scene)
         data = planes if len(planes) > 1 else planes[0]
-        label = f"{Path(path).name} {name}" + (f" ({metadata.scene})" if len(scenes) > 1 else "")
+        label = f"{Path(path).name} {name}" + (f" ({metadata.scene})" if several else "")
         layers.append(
             (
                 data,
