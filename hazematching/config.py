@@ -346,6 +346,11 @@ class NetworkConfig(StrictModel):
         description="a second output channel, the MMSE head: at t = 0, x_0 plus it estimates "
         "E[x_1 | hazy], so the sampler's first evaluation of each sample also gives the MMSE",
     )
+    flow_map: bool = Field(
+        False,
+        description="a second time input, the end of each step: the network is a flow map "
+        "(the average velocity over the step, see `FlowMapNet`)",
+    )
 
     @model_validator(mode="after")
     def _widths_fit_group_norm(self) -> NetworkConfig:

@@ -19,7 +19,7 @@ from torch import nn
 from torchcfm.models.unet.unet import UNetModel
 
 from ..config import NetworkConfig
-from .sampler import VelocityNet
+from .sampler import FlowMapNet, VelocityNet
 
 IN_CHANNELS = 2  # x_t and the hazy guide, concatenated along channels
 OUTPUT_LAYER = "unet.out."  # prefix of the output layer's parameters in the state dict
@@ -51,7 +51,8 @@ def build_velocity_net(config: NetworkConfig, patch_size: int) -> VelocityNet:
     Weight initialisation draws from torch's global generator, so callers seed it first (the
     training loop does, from the run's seed).
     """
-    return VelocityNet(UNetModel(**unet_kwargs(config, patch_size)))
+    kind = FlowMapNet if config.flow_map else VelocityNet
+    return kind(UNetModel(**unet_kwargs(config, patch_size)))
 
 
 def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -76,6 +77,11 @@ def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None
     net.load_state_dict(widened)
 
 
+def _is_flow_map(net: nn.Module) -> bool:
+    """Whether `net` (or the network a wrapper such as `ChannelsLast` holds) is a flow map."""
+    return any(isinstance(module, FlowMapNet) for module in net.modules())
+
+
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -85,10 +91,12 @@ def trace_velocity(net: nn.Module, patch_size: int) -> torch.jit.ScriptModule:
     """Trace the network in eval mode on a (2, 2, patch, patch) example.
 
     The trace generalises to other spatial and batch sizes; the test suite checks it against
-    eager execution on both.
+    eager execution on both. A flow map is traced with its (start, end) times.
     """
     net = net.eval()
     t = torch.tensor([0.25, 0.75])
+    if _is_flow_map(net):
+        t = torch.stack([t, t + 0.25], dim=1)
     x = torch.zeros(2, IN_CHANNELS, patch_size, patch_size)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

@@ -1,0 +1,141 @@
+"""The flow map: its MeanFlow target, its sampler steps and its start from a velocity network.
+
+The analytic flow map of a Gaussian posterior (tests/helpers.py) is known in closed form, so its
+MeanFlow residual must vanish and its steps must land on the exact ODE solution; the expected
+numbers are computed here from the closed form, not by the code under test.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from hazematching.config import NetworkConfig, TrainConfig
+from hazematching.model.checkpoint import Checkpoint
+from hazematching.model.network import trace_velocity
+from hazematching.model.sampler import EulerSampler, FlowMapNet, gaussian_field
+from hazematching.training.flow_map import (
+    FlowMapSettings,
+    draw_steps,
+    flow_map_loss,
+    map_sample,
+    mean_flow_target,
+    start_from_teacher,
+)
+from tests.helpers import GaussianFlowMap, GaussianPosteriorField, reinitialised_velocity_net
+
+SPREAD = 0.4
+NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2), attention_downsample=(2,))
+
+
+def _images(*shape: int, seed: int) -> Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+TIMES = torch.tensor(
+    [[0.0, 1.0], [0.0, 0.5], [0.5, 1.0], [0.2, 0.7], [0.3, 0.3], [0.9, 1.0]], dtype=torch.float64
+)
+
+
+def test_mean_flow_target_vanishes_on_the_exact_map() -> None:
+    """u = v + (t - s) du/ds holds for the exact map at every (s, t), steps of length 0 included;
+    the velocity field used as a map (u(x, s, t) = v(x, s), Euler's step) violates it."""
+    x, hazy = _images(6, 1, 4, 4, seed=0), _images(6, 1, 4, 4, seed=1)
+    exact = GaussianFlowMap(SPREAD)
+    velocity = GaussianPosteriorField(SPREAD)(TIMES[:, 0], torch.cat([x, hazy], 1))[:, :1]
+    output, target = mean_flow_target(exact, x, hazy, TIMES, velocity)
+    torch.testing.assert_close(output[:, :1], target, atol=1e-10, rtol=1e-10)
+
+    def euler(times: Tensor, inputs: Tensor) -> Tensor:
+        return GaussianPosteriorField(SPREAD)(times[:, 0], inputs)
+
+    output, target = mean_flow_target(euler, x, hazy, TIMES, velocity)
+    residual = (output[:, :1] - target).abs().amax(dim=(1, 2, 3))
+    assert residual[4] < 1e-12  # a step of length 0 is the velocity itself
+    assert residual[[0, 1, 2, 3]].min() > 0.05
+
+
+def test_flow_map_loss_is_the_head_error_on_the_exact_map() -> None:
+    """With the exact map and its own field as teacher only the head's error at s = 0 is left."""
+    hazy, noise = _images(6, 1, 4, 4, seed=2), _images(6, 1, 4, 4, seed=3)
+    truth = _images(6, 1, 4, 4, seed=4)
+    exact, field = GaussianFlowMap(SPREAD), GaussianPosteriorField(SPREAD)
+    loss = flow_map_loss(exact, field, hazy, truth, noise, TIMES)
+    at_start = TIMES[:, 0] == 0
+    head = torch.mean((hazy - truth)[at_start] ** 2)  # x_0 + head = hazy
+    torch.testing.assert_close(loss, head, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_sampler_steps_of_the_exact_map_land_on_the_ode_solution(steps: int) -> None:
+    """Any number of flow-map steps reaches x_1 = hazy + spread x_0 exactly; Euler steps of the
+    velocity do not (the path is curved)."""
+    hazy = _images(2, 1, 8, 8, seed=5).float()
+    options = {"steps": steps, "samples": 3, "seed": 2, "batch_size": 2, "size_multiple": 8}
+    out = EulerSampler(
+        GaussianFlowMap(SPREAD), flow_map=True, head=True, keep_samples=True, **options
+    )(hazy)
+    for k in range(3):
+        noise = gaussian_field(2, k, 0, 0, 8, 8, torch.device("cpu"))[None, None]
+        torch.testing.assert_close(out[:, 2 + k : 3 + k], hazy + SPREAD * noise)
+    torch.testing.assert_close(out[:, :1], hazy)  # the head's MMSE
+    field = GaussianPosteriorField(SPREAD)
+    euler = EulerSampler(field, head=True, keep_samples=True, **options)(hazy)
+    assert (euler[:, 2:] - out[:, 2:]).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_map_sample_is_the_sampler_update(steps: int) -> None:
+    hazy, noise = _images(3, 1, 8, 8, seed=6), _images(3, 1, 8, 8, seed=7)
+    expected = hazy + SPREAD * noise
+    torch.testing.assert_close(map_sample(GaussianFlowMap(SPREAD), noise, hazy, steps), expected)
+
+
+def _teacher(head: bool = False) -> Checkpoint:
+    net = reinitialised_velocity_net(NETWORK.model_copy(update={"mmse_head": head}), 16, seed=3)
+    config = TrainConfig(patch_size=16, network=NETWORK)
+    return Checkpoint(
+        config=config, normalization=None, step=1, model={}, ema=net.state_dict(), optimizer={}
+    )
+
+
+def test_map_starts_as_its_teacher_and_learns_the_step_length() -> None:
+    """At the start u(x, s, t) = v(x, s) for every t, the head a copy of the velocity; once the
+    step-length embedding is non-zero, t changes the output."""
+    teacher = _teacher()
+    velocity = reinitialised_velocity_net(NETWORK, 16, seed=3)
+    net, start = start_from_teacher(teacher, head=True)
+    assert isinstance(net, FlowMapNet) and start.config.network.flow_map
+    net.eval()
+    x = _images(2, 2, 16, 16, seed=8).float()
+    s = torch.tensor([0.0, 0.5])
+    with torch.no_grad():
+        expected = velocity(s, x)
+        for end in (s, s + 0.25, torch.ones(2)):
+            out = net(torch.stack([s, end], 1), x)
+            torch.testing.assert_close(out[:, :1], expected)
+            torch.testing.assert_close(out[:, 1:2], expected)
+        torch.nn.init.normal_(net.span_embed[2].weight, std=0.1)
+        moved = net(torch.stack([s, s + 0.25], 1), x) - net(torch.stack([s, s + 0.5], 1), x)
+    assert moved.abs().max() > 1e-4
+
+
+def test_flow_map_trace_generalises_to_other_sizes() -> None:
+    net, _ = start_from_teacher(_teacher(), head=False)
+    torch.nn.init.normal_(net.span_embed[2].weight, std=0.1)
+    traced = trace_velocity(net, 16)
+    x = _images(3, 2, 24, 32, seed=9).float()
+    times = torch.tensor([[0.0, 1.0], [0.5, 1.0], [0.2, 0.4]])
+    with torch.no_grad():
+        torch.testing.assert_close(traced(times, x), net(times, x), atol=1e-5, rtol=1e-5)
+
+
+def test_steps_are_ordered_and_drawn_as_configured() -> None:
+    settings = FlowMapSettings()
+    times = draw_steps(torch.Generator().manual_seed(0), 20000, settings)
+    start, end = times[:, 0], times[:, 1]
+    assert bool(((start >= 0) & (start <= end) & (end <= 1)).all())
+    assert abs(float((start == 0).float().mean()) - settings.start_zero) < 0.015
+    assert abs(float((end == start).float().mean()) - settings.same) < 0.015
+    assert abs(float(((end == 1) & (start != end)).float().mean()) - settings.end_one) < 0.015
