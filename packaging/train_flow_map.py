@@ -22,13 +22,19 @@ def main() -> None:
     parser.add_argument("pairs", type=Path, help="a reflow_pairs.pt cache of teacher pairs")
     parser.add_argument("out", type=Path, help="run folder (best.pt, last.pt, history.json)")
     parser.add_argument("--steps", type=int, default=FlowMapSettings.steps)
+    parser.add_argument(
+        "--anchor",
+        type=float,
+        default=FlowMapSettings.anchor,
+        help="share of rows that regress the whole step onto the teacher's cached sample",
+    )
     parser.add_argument("--no-head", action="store_true", help="train without an MMSE head")
     args = parser.parse_args()
     best = distill_flow_map(
         args.teacher,
         args.pairs,
         args.out,
-        FlowMapSettings(steps=args.steps),
+        FlowMapSettings(steps=args.steps, anchor=args.anchor),
         head=not args.no_head,
         progress=False,
     )

@@ -67,6 +67,21 @@ def test_flow_map_loss_is_the_head_error_on_the_exact_map() -> None:
     torch.testing.assert_close(loss, head, atol=1e-6, rtol=1e-6)
 
 
+def test_anchored_rows_regress_the_whole_step_onto_the_teachers_sample() -> None:
+    """Rows with an endpoint (times [0, 1]) take endpoint - noise as target: the exact sample
+    hazy + spread x_0 leaves only the head's error; a wrong one adds its error's weight."""
+    hazy, noise = _images(4, 1, 4, 4, seed=2), _images(4, 1, 4, 4, seed=3)
+    times = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.2, 0.7], [0.5, 1.0]], dtype=torch.float64)
+    exact, field = GaussianFlowMap(SPREAD), GaussianPosteriorField(SPREAD)
+    endpoint = torch.full_like(hazy, float("nan"))
+    endpoint[:2] = hazy[:2] + SPREAD * noise[:2]
+    loss = flow_map_loss(exact, field, hazy, hazy, noise, times, endpoint)
+    assert float(loss) < 1e-6
+    endpoint[0] += 0.5  # the map's step now misses the anchor by 0.5 in row 0 (weight ~ 1/4)
+    loss = flow_map_loss(exact, field, hazy, hazy, noise, times, endpoint)
+    torch.testing.assert_close(loss.item(), 0.25 * 0.25 / (0.25 + 1e-3), atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize("steps", [1, 2, 3])
 def test_sampler_steps_of_the_exact_map_land_on_the_ode_solution(steps: int) -> None:
     """Any number of flow-map steps reaches x_1 = hazy + spread x_0 exactly; Euler steps of the

@@ -59,6 +59,7 @@ class FlowMapSettings:
     start_zero: float = 0.4
     same: float = 0.2
     end_one: float = 0.3
+    anchor: float = 0.0
 
 
 def draw_steps(generator: torch.Generator, batch: int, settings: FlowMapSettings) -> Tensor:
@@ -99,13 +100,20 @@ def flow_map_loss(
     truth: Tensor,
     noise: Tensor,
     times: Tensor,
+    endpoint: Tensor | None = None,
 ) -> Tensor:
-    """MeanFlow regression of the map onto the teacher's flow, plus the head's MSE at s = 0."""
+    """MeanFlow regression of the map onto the teacher's flow, plus the head's MSE at s = 0.
+
+    Rows where `endpoint` is finite (the teacher's sample from `noise`, NaN elsewhere) regress
+    the step [0, 1] onto endpoint - noise instead.
+    """
     start = times[:, 0][:, None, None, None]
     x = (1.0 - start) * noise + start * truth
     with torch.no_grad():
         velocity = teacher(times[:, 0], torch.cat([x, hazy], dim=1))[:, :1]
     output, target = mean_flow_target(net, x, hazy, times, velocity)
+    if endpoint is not None:
+        target = torch.where(torch.isnan(endpoint), target, endpoint - noise)
     error = torch.mean((output[:, :1] - target) ** 2, dim=(1, 2, 3))
     # MeanFlow's adaptive weight 1 / (error + c), held fixed: a robust loss, since the target
     # moves with the map itself and occasional large errors would otherwise dominate.
@@ -222,10 +230,15 @@ def distill_flow_map(
     for step in tqdm(range(first, settings.steps), desc="flow map", disable=not progress):
         rng = np.random.default_rng([settings.seed, _TRAIN_STREAM, step])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        hazy, _, _, truth = pairs["train"].batch(rng, settings.batch_size)
+        hazy, cached, sample, truth = pairs["train"].batch(rng, settings.batch_size)
         noise = torch.randn(truth.shape, generator=generator)
         times = draw_steps(generator, settings.batch_size, settings)
-        loss = flow_map_loss(net, teacher_net, hazy, truth, noise, times)
+        anchored = torch.rand(settings.batch_size, generator=generator) < settings.anchor
+        rows = anchored[:, None, None, None]
+        noise = torch.where(rows, cached, noise)
+        times = torch.where(anchored[:, None], torch.tensor([0.0, 1.0]), times)
+        endpoint = torch.where(rows, sample, torch.full_like(sample, float("nan")))
+        loss = flow_map_loss(net, teacher_net, hazy, truth, noise, times, endpoint)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
