@@ -7,23 +7,35 @@ numbers are computed here from the closed form, not by the code under test.
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor
 
-from hazematching.config import NetworkConfig, TrainConfig
-from hazematching.model.checkpoint import Checkpoint
-from hazematching.model.network import trace_velocity
+from hazematching.bioimage.reading import load_package
+from hazematching.config import FlowMapConfig, NetworkConfig, SamplingConfig
+from hazematching.export.package import export_package
+from hazematching.export.recipe import default_recipe
+from hazematching.model.checkpoint import load_checkpoint
+from hazematching.model.network import build_velocity_net, load_widening_output, trace_velocity
 from hazematching.model.sampler import EulerSampler, FlowMapNet, gaussian_field
+from hazematching.model.trained import load_trained_model
 from hazematching.training.flow_map import (
-    FlowMapSettings,
     draw_steps,
     flow_map_loss,
     map_sample,
     mean_flow_target,
-    start_from_teacher,
 )
-from tests.helpers import GaussianFlowMap, GaussianPosteriorField, reinitialised_velocity_net
+from hazematching.training.loop import TrainResult, train
+from tests.helpers import (
+    TINY_NETWORK,
+    GaussianFlowMap,
+    GaussianPosteriorField,
+    reinitialised_velocity_net,
+    tiny_train_config,
+)
 
 SPREAD = 0.4
 NETWORK = NetworkConfig(model_channels=32, channel_mult=(1, 2), attention_downsample=(2,))
@@ -107,22 +119,19 @@ def test_map_sample_is_the_sampler_update(steps: int) -> None:
     torch.testing.assert_close(map_sample(GaussianFlowMap(SPREAD), noise, hazy, steps), expected)
 
 
-def _teacher(head: bool = False) -> Checkpoint:
-    net = reinitialised_velocity_net(NETWORK.model_copy(update={"mmse_head": head}), 16, seed=3)
-    config = TrainConfig(patch_size=16, network=NETWORK)
-    return Checkpoint(
-        config=config, normalization=None, step=1, model={}, ema=net.state_dict(), optimizer={}
-    )
+def _map_of_teacher(head: bool) -> tuple[FlowMapNet, torch.nn.Module]:
+    """A flow map loaded with a (re-initialised) velocity network's weights, and that network."""
+    velocity = reinitialised_velocity_net(NETWORK, 16, seed=3)
+    net = build_velocity_net(NETWORK.model_copy(update={"flow_map": True, "mmse_head": head}), 16)
+    load_widening_output(net, velocity.state_dict())
+    return net.eval(), velocity
 
 
 def test_map_starts_as_its_teacher_and_learns_the_step_length() -> None:
     """At the start u(x, s, t) = v(x, s) for every t, the head a copy of the velocity; once the
     step-length embedding is non-zero, t changes the output."""
-    teacher = _teacher()
-    velocity = reinitialised_velocity_net(NETWORK, 16, seed=3)
-    net, start = start_from_teacher(teacher, head=True)
-    assert isinstance(net, FlowMapNet) and start.config.network.flow_map
-    net.eval()
+    net, velocity = _map_of_teacher(head=True)
+    assert isinstance(net, FlowMapNet)
     x = _images(2, 2, 16, 16, seed=8).float()
     s = torch.tensor([0.0, 0.5])
     with torch.no_grad():
@@ -137,7 +146,7 @@ def test_map_starts_as_its_teacher_and_learns_the_step_length() -> None:
 
 
 def test_flow_map_trace_generalises_to_other_sizes() -> None:
-    net, _ = start_from_teacher(_teacher(), head=False)
+    net, _ = _map_of_teacher(head=False)
     torch.nn.init.normal_(net.span_embed[2].weight, std=0.1)
     traced = trace_velocity(net, 16)
     x = _images(3, 2, 24, 32, seed=9).float()
@@ -146,8 +155,63 @@ def test_flow_map_trace_generalises_to_other_sizes() -> None:
         torch.testing.assert_close(traced(times, x), net(times, x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def map_student(
+    sim_dir: Path, trained: TrainResult, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A 2-step flow-map student of the tiny teacher with an MMSE head, 6 steps on 16 pairs."""
+    run_dir = tmp_path_factory.mktemp("flow-map") / "student"
+    config = tiny_train_config(
+        method="flow-map",
+        teacher=str(trained.best),
+        teacher_steps=2,
+        reflow_pairs=16,
+        time_grid=2,
+        steps=6,
+        val_every=3,
+        network=TINY_NETWORK.model_copy(update={"mmse_head": True}),
+        flow_map=FlowMapConfig(anchor=0.5),
+    )
+    train(sim_dir, run_dir, config, progress=False)
+    return run_dir
+
+
+def test_map_student_trains_from_its_teacher_exports_and_passes_test_model(
+    map_student: Path, trained: TrainResult, tmp_path: Path
+) -> None:
+    from bioimageio.core import test_model
+
+    learned = load_checkpoint(map_student / "last.pt")
+    teacher = load_checkpoint(trained.best)
+    assert learned.config.method == "flow-map" and learned.step == 6
+    expected = teacher.config.network.model_copy(update={"mmse_head": True, "flow_map": True})
+    assert learned.config.network == expected
+    assert learned.normalization == teacher.normalization
+    assert learned.model["span_embed.2.weight"].abs().max() > 0  # the step length is learned
+    assert isinstance(load_trained_model(map_student / "best.pt").velocity, FlowMapNet)
+    assert [h["step"] for h in learned.history] == [3, 6]
+    out = tmp_path / "map.zip"
+    recipe = default_recipe().model_copy(
+        update={"sampling": SamplingConfig(samples=2), "test_size": 32}
+    )
+    export_package(map_student / "best.pt", out, recipe)
+    summary = test_model(out)
+    assert summary.status == "passed", summary.display()
+    settings = load_package(out).config.model_dump()["hazematching"]
+    assert settings["evaluations_per_image"] == 4  # 2 samples x 2 steps
+    card = zipfile.ZipFile(out).read("README.md").decode()
+    assert "The network is a flow map" in card
+
+
+def test_a_flow_map_network_belongs_to_method_flow_map() -> None:
+    with pytest.raises(ValueError, match="only by method 'flow-map'"):
+        tiny_train_config(network=TINY_NETWORK.model_copy(update={"flow_map": True}))
+    with pytest.raises(ValueError, match="teacher checkpoint is needed"):
+        tiny_train_config(method="flow-map")
+
+
 def test_steps_are_ordered_and_drawn_as_configured() -> None:
-    settings = FlowMapSettings()
+    settings = FlowMapConfig()
     times = draw_steps(torch.Generator().manual_seed(0), 20000, settings)
     start, end = times[:, 0], times[:, 1]
     assert bool(((start >= 0) & (start <= end) & (end <= 1)).all())

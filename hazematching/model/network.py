@@ -23,6 +23,7 @@ from .sampler import FlowMapNet, VelocityNet
 
 IN_CHANNELS = 2  # x_t and the hazy guide, concatenated along channels
 OUTPUT_LAYER = "unet.out."  # prefix of the output layer's parameters in the state dict
+SPAN_EMBEDDING = "span_embed."  # prefix of a flow map's step-length embedding
 
 
 def out_channels(config: NetworkConfig) -> int:
@@ -60,7 +61,9 @@ def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None
 
     The head channel starts as a copy of the velocity channel, so at t = 0 the head's estimate
     x_0 + v starts as the teacher's one-evaluation estimate of the mean; every other weight is
-    copied unchanged. Weights of the same shape load as they are.
+    copied unchanged. Weights of the same shape load as they are. A flow map loaded from a
+    velocity network keeps its own step-length embedding (`SPAN_EMBEDDING`), whose zero last
+    layer makes it start as that network.
     """
     own = net.state_dict()
     widened = {}
@@ -74,6 +77,9 @@ def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None
         ):
             value = torch.cat([value, value])
         widened[key] = value
+    if isinstance(net, FlowMapNet):
+        own_span = {k: v for k, v in own.items() if k.startswith(SPAN_EMBEDDING)}
+        widened = {**own_span, **widened}
     net.load_state_dict(widened)
 
 

@@ -552,8 +552,10 @@ class PackagedSampler(EulerSampler):
     """`EulerSampler` around an eager velocity network built from plain keyword arguments.
 
     The architecture of the `pytorch_state_dict` weights of exported packages: `unet` holds the
-    keyword arguments of torchcfm's `UNetModel`, the rest those of `EulerSampler`.
+    keyword arguments of torchcfm's `UNetModel`, the rest those of `EulerSampler` (with
+    `flow_map`, the network is a `FlowMapNet`).
     """
 
     def __init__(self, unet: dict, **sampler_kwargs: object) -> None:
-        super().__init__(VelocityNet(UNetModel(**unet)), **sampler_kwargs)
+        kind = FlowMapNet if sampler_kwargs.get("flow_map", False) else VelocityNet
+        super().__init__(kind(UNetModel(**unet)), **sampler_kwargs)
