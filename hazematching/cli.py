@@ -247,9 +247,9 @@ def train(
     lr: float = typer.Option(None, help=f"learning rate {_default(TrainConfig, 'learning_rate')}"),
     method: str = typer.Option(
         None,
-        help="hazematching (the guided flow), reflow or flow-map (few-step students of a "
-        "hazematching --teacher), the baselines indi and unet (MSE point predictor), or "
-        "cyclegan (a point predictor from UNPAIRED widefield/ and confocal/ folders) "
+        help="hazematching (the guided flow), reflow (a few-step student of a hazematching "
+        "--teacher), the baselines indi and unet (MSE point predictor), or cyclegan (a point "
+        "predictor from UNPAIRED widefield/ and confocal/ folders) "
         f"{_default(TrainConfig, 'method')}",
     ),
     kernel_size: int = typer.Option(
@@ -264,16 +264,13 @@ def train(
         None, help=f"cyclegan: l1 penalty on the kernel {_default(CycleGANConfig, 'kernel_l1')}"
     ),
     teacher: Path = typer.Option(
-        None, help="reflow, flow-map: the HazeMatching checkpoint or run folder to distil"
+        None, help="reflow: the HazeMatching checkpoint or run folder to distil"
     ),
     teacher_steps: int = typer.Option(
-        None,
-        help=f"reflow, flow-map: teacher's Euler steps {_default(TrainConfig, 'teacher_steps')}",
+        None, help=f"reflow: teacher's Euler steps {_default(TrainConfig, 'teacher_steps')}"
     ),
     reflow_pairs: int = typer.Option(
-        None,
-        help="reflow, flow-map: teacher samples to train on "
-        f"{_default(TrainConfig, 'reflow_pairs')}",
+        None, help=f"reflow: teacher samples to train on {_default(TrainConfig, 'reflow_pairs')}"
     ),
     indi_noise: float = typer.Option(
         None, help=f"InDI start noise (z-scores) {_default(TrainConfig, 'indi_noise')}"
@@ -295,9 +292,9 @@ def train(
     mmse_head: bool = typer.Option(
         None,
         "--mmse-head/--no-mmse-head",
-        help="hazematching/reflow/flow-map: a second output channel trained to give the MMSE "
-        "estimate in the first network evaluation of each sample [default: no; a fine-tuning "
-        "keeps its model's]",
+        help="hazematching/reflow: a second output channel trained to give the MMSE estimate in "
+        "the first network evaluation of each sample [default: no; a fine-tuning keeps its "
+        "model's]",
     ),
     ema_decay: float = typer.Option(None, help=f"EMA decay {_default(TrainConfig, 'ema_decay')}"),
     val_every: int = typer.Option(

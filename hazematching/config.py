@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import HazeMatchingError, describe_validation_error
 
-Method = Literal["hazematching", "reflow", "flow-map", "indi", "unet", "cyclegan"]
-METHODS: tuple[str, ...] = ("hazematching", "reflow", "flow-map", "indi", "unet", "cyclegan")
-STUDENTS: tuple[str, ...] = ("reflow", "flow-map")  # distilled from a HazeMatching teacher
+Method = Literal["hazematching", "reflow", "indi", "unet", "cyclegan"]
+METHODS: tuple[str, ...] = ("hazematching", "reflow", "indi", "unet", "cyclegan")
 POINT_PREDICTORS: tuple[str, ...] = ("unet", "cyclegan")
 PsfModel = Literal["scalar", "vectorial", "gaussian"]
 Structure = Literal["filaments", "blobs", "membranes", "puncta", "tissue", "vesicles"]
@@ -347,11 +346,6 @@ class NetworkConfig(StrictModel):
         description="a second output channel, the MMSE head: at t = 0, x_0 plus it estimates "
         "E[x_1 | hazy], so the sampler's first evaluation of each sample also gives the MMSE",
     )
-    flow_map: bool = Field(
-        False,
-        description="a second time input, the end of each step: the network is a flow map "
-        "(the average velocity over the step, see `FlowMapNet`)",
-    )
 
     @model_validator(mode="after")
     def _widths_fit_group_norm(self) -> NetworkConfig:
@@ -365,30 +359,6 @@ class NetworkConfig(StrictModel):
     def size_multiple(self) -> int:
         """Image sides must be multiples of this (one factor 2 per downsampling)."""
         return 2 ** (len(self.channel_mult) - 1)
-
-
-class FlowMapConfig(StrictModel):
-    """How a flow-map student (method "flow-map", `training/flow_map.py`) draws its steps.
-
-    Each row's step [s, t] is drawn as: s = 0 with probability `start_zero` (the first step of
-    every sample, and the rows an MMSE head learns from), else uniform in [0, 1); t = s with
-    probability `same` (the teacher's instantaneous velocity), t = 1 with probability `end_one`,
-    else uniform in [s, 1]. With probability `anchor` a row is instead the whole step [0, 1]
-    from the noise of a cached teacher pair, regressed onto the teacher's own sample from it.
-    """
-
-    start_zero: float = Field(0.4, ge=0, le=1, description="share of steps that start at s = 0")
-    same: float = Field(0.2, ge=0, le=1, description="share of steps of length 0 (t = s)")
-    end_one: float = Field(0.3, ge=0, le=1, description="share of steps that end at t = 1")
-    anchor: float = Field(
-        0.25, ge=0, le=1, description="share of rows anchored on the teacher's cached samples"
-    )
-
-    @model_validator(mode="after")
-    def _shares_fit(self) -> FlowMapConfig:
-        if self.same + self.end_one > 1:
-            raise ValueError("same + end_one must not exceed 1 (they share the draw of t)")
-        return self
 
 
 class CycleGANConfig(StrictModel):
@@ -462,10 +432,6 @@ class TrainConfig(StrictModel):
       checkpoint: it regresses the straight path from each noise to the teacher's
       `teacher_steps`-step sample from it, at the `time_grid` times it is sampled at (see
       `training/reflow.py`); architecture and normalisation come from the teacher;
-    - "flow-map": a few-step student of a HazeMatching `teacher` whose network takes each step's
-      end time too and learns the flow's average velocity over the step (MeanFlow distillation,
-      partly anchored on the teacher's cached samples, see `training/flow_map.py` and
-      `FlowMapConfig`); architecture, normalisation and pairs as for reflow;
     - "indi": x_0 is the hazy image plus `indi_noise` x Gaussian noise (InDI, Delbracio and
       Milanfar 2023); sampled with 1 step it is a point predictor, with more steps iterative;
     - "unet": x_0 is the hazy image and only t = 0 is trained: a U-Net regressing the residual
@@ -490,17 +456,15 @@ class TrainConfig(StrictModel):
         "sampler's default number of steps",
     )
     teacher: str | None = Field(
-        None,
-        description="reflow and flow-map only: the HazeMatching checkpoint that is distilled",
+        None, description="reflow only: the HazeMatching checkpoint whose samples are distilled"
     )
     teacher_steps: int = Field(
-        20, ge=1, description="reflow and flow-map: Euler steps of the teacher's samples"
+        20, ge=1, description="reflow only: Euler steps of the teacher's samples"
     )
     reflow_pairs: int = Field(
-        2048, ge=1, description="reflow and flow-map: teacher samples (patches) drawn to train on"
+        2048, ge=1, description="reflow only: teacher samples (patches) drawn to train on"
     )
     cyclegan: CycleGANConfig = CycleGANConfig()
-    flow_map: FlowMapConfig = FlowMapConfig()
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     val_every: int = Field(100, ge=1, description="steps between validations and checkpoints")
     val_patches: int = Field(32, ge=1, description="fixed validation patches per validation")
@@ -542,14 +506,14 @@ class TrainConfig(StrictModel):
     @property
     def start_input(self) -> float:
         """Weight of the hazy image in the start state x_0."""
-        return 0.0 if self.method in ("hazematching", *STUDENTS) else 1.0
+        return 0.0 if self.method in ("hazematching", "reflow") else 1.0
 
     @property
     def start_noise(self) -> float:
         """Standard deviation of the Gaussian noise in the start state x_0."""
         if self.point_predictor:
             return 0.0
-        return self.indi_noise if self.method == "indi" else 1.0
+        return {"hazematching": 1.0, "reflow": 1.0, "indi": self.indi_noise}[self.method]
 
     @property
     def times(self) -> int:
@@ -563,30 +527,26 @@ class TrainConfig(StrictModel):
                 "cyclegan trains on two domains of different scenes, which share no image to "
                 "scale by: normalization must be 'dataset'"
             )
-        if self.method in (*STUDENTS, "cyclegan") and self.init is not None:
+        if self.method in ("reflow", "cyclegan") and self.init is not None:
             raise ValueError(
-                "init (fine-tuning) is for hazematching, indi and unet: a reflow or flow-map "
-                "student starts from its teacher, cyclegan from scratch"
+                "init (fine-tuning) is for hazematching, indi and unet: a reflow student starts "
+                "from its teacher, cyclegan from scratch"
             )
         return self
 
     @model_validator(mode="after")
     def _head_needs_noise_start(self) -> TrainConfig:
-        if self.network.mmse_head and self.method not in ("hazematching", *STUDENTS):
+        if self.network.mmse_head and self.method not in ("hazematching", "reflow"):
             raise ValueError(
-                "an MMSE head estimates E[x_1 | hazy] from a noise start: only hazematching, "
-                "reflow and flow-map models have one"
+                "an MMSE head estimates E[x_1 | hazy] from a noise start: only hazematching and "
+                "reflow models have one"
             )
-        if self.network.flow_map and self.method != "flow-map":
-            raise ValueError("a flow-map network is trained only by method 'flow-map'")
         return self
 
     @model_validator(mode="after")
     def _reflow_has_teacher(self) -> TrainConfig:
-        if (self.method in STUDENTS) != (self.teacher is not None):
-            raise ValueError(
-                "a teacher checkpoint is needed by, and only by, methods 'reflow' and 'flow-map'"
-            )
+        if (self.method == "reflow") != (self.teacher is not None):
+            raise ValueError("a teacher checkpoint is needed by, and only by, method 'reflow'")
         return self
 
     @model_validator(mode="after")

@@ -244,29 +244,3 @@ def write_ome(path: Path, scenes: list[np.ndarray], axes: str = "ZCYX") -> Path:
         for data in scenes:
             tif.write(data, metadata=metadata)
     return path
-
-
-class GaussianFlowMap(nn.Module):
-    """The exact flow map of `GaussianPosteriorField`, with the same head.
-
-    Called as net(times, x) with times (N, 2) holding s and t. Its flow carries x_s to
-    X = t hazy + sigma_t / sigma_s (x_s - s hazy), so the average velocity over [s, t] is
-    (X - x_s) / (t - s), and at t = s the field's velocity.
-    """
-
-    def __init__(self, spread: float) -> None:
-        super().__init__()
-        self.field = GaussianPosteriorField(spread)
-
-    def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt((1 - t) ** 2 + t**2 * self.field.spread**2)
-
-    def forward(self, times: Tensor, x: Tensor) -> Tensor:
-        """(average velocity, head) of the state x[:, 0] guided by hazy x[:, 1]."""
-        state, hazy = x[:, :1], x[:, 1:2]
-        s, t = times[:, 0:1, None, None], times[:, 1:2, None, None]
-        moved = t * hazy + self.sigma(t) / self.sigma(s) * (state - s * hazy)
-        span = t - s
-        safe = torch.where(span > 0, span, torch.ones_like(span))
-        average = torch.where(span > 0, (moved - state) / safe, self.field(times[:, 0], x)[:, :1])
-        return torch.cat([average, hazy - state], dim=1)

@@ -197,7 +197,7 @@ def test_head_student_trains_exports_and_passes_test_model(
 
 
 def test_head_needs_a_noise_start() -> None:
-    with pytest.raises(ValueError, match="only hazematching, reflow and flow-map"):
+    with pytest.raises(ValueError, match="only hazematching and reflow"):
         tiny_train_config(
             method="unet", network=TINY_NETWORK.model_copy(update={"mmse_head": True})
         )
@@ -238,7 +238,7 @@ def test_reflow_needs_a_hazematching_teacher(
         "--teacher", tmp_path / "unet.pt", "--steps", "2", "--no-progress",
     )  # fmt: skip
     assert done.exit_code == 1
-    assert "unet.pt: a teacher must be a HazeMatching model, not 'unet'" in done.output
+    assert "unet.pt: a reflow teacher must be a HazeMatching model, not 'unet'" in done.output
     assert not (tmp_path / "student").exists()
     done = invoke(
         "train", sim_dir, "--out", tmp_path / "student", "--method", "reflow", "--steps", "2",

@@ -142,11 +142,6 @@ def _method_text(checkpoint: Checkpoint) -> str:
         f"{config.teacher_steps}-step HazeMatching teacher, trained at the {config.time_grid} "
         "Euler times it is sampled at, so that a few steps reach the teacher's posterior sample "
         "from the same noise.",
-        "flow-map": "The network is a flow map of a guided conditional flow from Gaussian "
-        "noise to a confocal-like image (HazeMatching): given each step's start and end time, "
-        "it predicts the flow's average velocity over the step, so that a few steps follow "
-        f"the flow of a HazeMatching teacher (distilled with MeanFlow's identity and anchored "
-        f"on the teacher's {config.teacher_steps}-step samples).",
         "indi": "The network defines an InDI flow from the widefield image (plus Gaussian noise "
         f"of std {config.indi_noise} in normalised units) to a confocal-like image.",
         "unet": "The network is a U-Net trained with the mean squared error to predict the "

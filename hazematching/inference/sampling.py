@@ -72,7 +72,6 @@ def sampler_kwargs(
         "std_offset": calibration.std_offset if calibration else 0.0,
         "keep_samples": sampling.keep_samples,
         "head": config.network.mmse_head,
-        "flow_map": config.network.flow_map,
         "start_input": config.start_input,
         "start_noise": config.start_noise,
     }

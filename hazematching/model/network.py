@@ -19,11 +19,10 @@ from torch import nn
 from torchcfm.models.unet.unet import UNetModel
 
 from ..config import NetworkConfig
-from .sampler import FlowMapNet, VelocityNet
+from .sampler import VelocityNet
 
 IN_CHANNELS = 2  # x_t and the hazy guide, concatenated along channels
 OUTPUT_LAYER = "unet.out."  # prefix of the output layer's parameters in the state dict
-SPAN_EMBEDDING = "span_embed."  # prefix of a flow map's step-length embedding
 
 
 def out_channels(config: NetworkConfig) -> int:
@@ -52,8 +51,7 @@ def build_velocity_net(config: NetworkConfig, patch_size: int) -> VelocityNet:
     Weight initialisation draws from torch's global generator, so callers seed it first (the
     training loop does, from the run's seed).
     """
-    kind = FlowMapNet if config.flow_map else VelocityNet
-    return kind(UNetModel(**unet_kwargs(config, patch_size)))
+    return VelocityNet(UNetModel(**unet_kwargs(config, patch_size)))
 
 
 def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -61,9 +59,7 @@ def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None
 
     The head channel starts as a copy of the velocity channel, so at t = 0 the head's estimate
     x_0 + v starts as the teacher's one-evaluation estimate of the mean; every other weight is
-    copied unchanged. Weights of the same shape load as they are. A flow map loaded from a
-    velocity network keeps its own step-length embedding (`SPAN_EMBEDDING`), whose zero last
-    layer makes it start as that network.
+    copied unchanged. Weights of the same shape load as they are.
     """
     own = net.state_dict()
     widened = {}
@@ -77,15 +73,7 @@ def load_widening_output(net: nn.Module, state: dict[str, torch.Tensor]) -> None
         ):
             value = torch.cat([value, value])
         widened[key] = value
-    if isinstance(net, FlowMapNet):
-        own_span = {k: v for k, v in own.items() if k.startswith(SPAN_EMBEDDING)}
-        widened = {**own_span, **widened}
     net.load_state_dict(widened)
-
-
-def _is_flow_map(net: nn.Module) -> bool:
-    """Whether `net` (or the network a wrapper such as `ChannelsLast` holds) is a flow map."""
-    return any(isinstance(module, FlowMapNet) for module in net.modules())
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -97,12 +85,10 @@ def trace_velocity(net: nn.Module, patch_size: int) -> torch.jit.ScriptModule:
     """Trace the network in eval mode on a (2, 2, patch, patch) example.
 
     The trace generalises to other spatial and batch sizes; the test suite checks it against
-    eager execution on both. A flow map is traced with its (start, end) times.
+    eager execution on both.
     """
     net = net.eval()
     t = torch.tensor([0.25, 0.75])
-    if _is_flow_map(net):
-        t = torch.stack([t, t + 0.25], dim=1)
     x = torch.zeros(2, IN_CHANNELS, patch_size, patch_size)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

@@ -107,13 +107,10 @@ class VelocityNet(nn.Module):
         freqs = torch.exp(-math.log(10000.0) * torch.arange(0, half, dtype=torch.float32) / half)
         self.register_buffer("freqs", freqs, persistent=False)
 
-    def fourier(self, t: Tensor) -> Tensor:
-        """Sinusoidal features of times t (N,), the input of a time embedding."""
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Velocity for times t of shape (N,) and inputs x of shape (N, 2, H, W)."""
         args = t[:, None].float() * self.freqs[None]
-        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-    def trunk(self, x: Tensor, emb: Tensor) -> Tensor:
-        """The U-Net on inputs x (N, 2, H, W) under the time embedding emb."""
+        emb = self.unet.time_embed(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
         skips = []
         h = x
         for module in self.unet.input_blocks:
@@ -123,36 +120,6 @@ class VelocityNet(nn.Module):
         for module in self.unet.output_blocks:
             h = module(torch.cat([h, skips.pop()], dim=1), emb)
         return self.unet.out(h)
-
-    def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        """Velocity for times t of shape (N,) and inputs x of shape (N, 2, H, W)."""
-        return self.trunk(x, self.unet.time_embed(self.fourier(t)))
-
-
-class FlowMapNet(VelocityNet):
-    """A flow map: the average velocity u(x_s, s, t) of the flow over a step [s, t].
-
-    One Euler-like update x_t = x_s + (t - s) u(x_s, s, t) then follows the flow's curved path
-    exactly (Geng et al., MeanFlow, 2025). The step length t - s enters through a second time
-    embedding added to that of s; its last layer starts at zero, so a map made from a velocity
-    network starts as that network (u(x, s, t) = v(x, s)). Called as net(times, x) with times
-    (N, 2) holding s and t.
-    """
-
-    def __init__(self, unet: UNetModel) -> None:
-        super().__init__(unet)
-        width = unet.model_channels
-        self.span_embed = nn.Sequential(
-            nn.Linear(width, 4 * width), nn.SiLU(), nn.Linear(4 * width, 4 * width)
-        )
-        nn.init.zeros_(self.span_embed[2].weight)
-        nn.init.zeros_(self.span_embed[2].bias)
-
-    def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        """Average velocity over [t[:, 0], t[:, 1]] for inputs x of shape (N, 2, H, W)."""
-        start, end = t[:, 0], t[:, 1]
-        emb = self.unet.time_embed(self.fourier(start)) + self.span_embed(self.fourier(end - start))
-        return self.trunk(x, emb)
 
 
 class EulerSampler(nn.Module):
@@ -176,8 +143,6 @@ class EulerSampler(nn.Module):
         overlap: pixels (at least) shared by neighbouring tiles, blended with linear ramps.
         std_scale, std_offset: calibration of the standard deviation (std' = scale*std + offset).
         head: the network's second output channel is an MMSE head (see the module doc).
-        flow_map: the network is a `FlowMapNet`, called with each step's start and end time;
-            its update x + u / T follows the flow over the whole step.
         keep_samples: append the K samples after the mean and std channels.
         input_offset, input_scale: the network sees (hazy - input_offset) / input_scale.
         output_offset, output_scale: mean and samples leave as x * output_scale + output_offset,
@@ -199,7 +164,6 @@ class EulerSampler(nn.Module):
     std_offset: float
     keep_samples: bool
     head: bool
-    flow_map: bool
     start_input: float
     start_noise: float
     input_offset: float
@@ -225,7 +189,6 @@ class EulerSampler(nn.Module):
         std_offset: float = 0.0,
         keep_samples: bool = False,
         head: bool = False,
-        flow_map: bool = False,
         start_input: float = 0.0,
         start_noise: float = 1.0,
         input_offset: float = 0.0,
@@ -258,7 +221,6 @@ class EulerSampler(nn.Module):
         self.std_offset = std_offset
         self.keep_samples = keep_samples
         self.head = head
-        self.flow_map = flow_map
         self.start_input = start_input
         self.start_noise = start_noise
         self.input_offset = input_offset
@@ -440,8 +402,6 @@ class EulerSampler(nn.Module):
         t = torch.full(
             [batch.shape[0]], step / self.steps, dtype=inputs.dtype, device=inputs.device
         )
-        if self.flow_map:
-            t = torch.stack([t, t + 1.0 / self.steps], dim=1)
         velocity = self.velocity(t, batch).split(rows)
         for index, corner in enumerate(group):
             r, c = corner
@@ -552,10 +512,8 @@ class PackagedSampler(EulerSampler):
     """`EulerSampler` around an eager velocity network built from plain keyword arguments.
 
     The architecture of the `pytorch_state_dict` weights of exported packages: `unet` holds the
-    keyword arguments of torchcfm's `UNetModel`, the rest those of `EulerSampler` (with
-    `flow_map`, the network is a `FlowMapNet`).
+    keyword arguments of torchcfm's `UNetModel`, the rest those of `EulerSampler`.
     """
 
     def __init__(self, unet: dict, **sampler_kwargs: object) -> None:
-        kind = FlowMapNet if sampler_kwargs.get("flow_map", False) else VelocityNet
-        super().__init__(kind(UNetModel(**unet)), **sampler_kwargs)
+        super().__init__(VelocityNet(UNetModel(**unet)), **sampler_kwargs)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..config import STUDENTS, NormalizationMode, TrainConfig
+from ..config import NormalizationMode, TrainConfig
 from ..data.dataset import PairedImages, PatchSampler, load_training_data
 from ..data.normalization import DatasetNormalization, Normalization, PerImageNormalization
 from ..data.simulate import simulation_record
@@ -40,7 +40,6 @@ from ..model.trained import trained_model_from
 from ..runtime import ProcessGroup, resolve_device, start_process_group, stop_process_group
 from .ema import ema_update
 from .flow import GuidedFlowMatching, draw_times
-from .flow_map import flow_map_batch, flow_map_loss, validation_error
 from .reflow import PAIR_STREAMS, TeacherPairs, cached_pairs, draw_pairs
 from .unpaired_loop import train_unpaired
 
@@ -108,19 +107,6 @@ class _Validator:
         return total / len(self.t)
 
 
-class _MapValidator:
-    """A flow map's validation: the mean squared distance of its 1- and 2-step samples from
-    the teacher's samples of the fixed validation pairs (`flow_map.validation_error`)."""
-
-    def __init__(self, pairs: TeacherPairs, device: torch.device) -> None:
-        fields = (pairs.hazy, pairs.noise, pairs.sample, pairs.target)
-        self.pairs = TeacherPairs(*(field.to(device) for field in fields))
-
-    def loss(self, net: nn.Module, objective: GuidedFlowMatching) -> float:
-        """The distance (`objective` is not used: a flow map has its own)."""
-        return validation_error(net, self.pairs)
-
-
 def _data_record(data_dir: Path, train: PairedImages, val: PairedImages) -> dict[str, object]:
     """What the run trained on; with the simulator's configuration when the data was simulated,
     so that a model card can state the ranges a randomised model has seen."""
@@ -167,7 +153,7 @@ def train(
         raise HazeMatchingError("holds a previous run; use --resume or a new folder", run_dir)
 
     teacher = None
-    if config.method in STUDENTS:
+    if config.method == "reflow":
         teacher = load_teacher(Path(str(config.teacher)))
         config = _network_of(teacher, config, config.network.mmse_head)
     init = None
@@ -197,10 +183,8 @@ def train(
 
 def _network_of(start: Checkpoint, config: TrainConfig, mmse_head: bool) -> TrainConfig:
     """`config` with the architecture and patch size of the model it starts from, with or
-    without an MMSE head (a head is added to a model without one, see `load_widening_output`),
-    as a flow map for method flow-map."""
-    update = {"mmse_head": mmse_head, "flow_map": config.method == "flow-map"}
-    network = start.config.network.model_copy(update=update)
+    without an MMSE head (a head is added to a model without one, see `load_widening_output`)."""
+    network = start.config.network.model_copy(update={"mmse_head": mmse_head})
     return config.model_copy(update={"network": network, "patch_size": start.config.patch_size})
 
 
@@ -251,12 +235,11 @@ def fresh_normalization(mode: NormalizationMode, pairs: PairedImages) -> Normali
 
 
 def load_teacher(path: Path) -> Checkpoint:
-    """The HazeMatching checkpoint a reflow or flow-map student learns from; refuses any other
-    method."""
+    """The HazeMatching checkpoint a reflow student learns from; refuses any other method."""
     teacher = load_checkpoint(path)
     if teacher.config.method != "hazematching":
         raise HazeMatchingError(
-            f"a teacher must be a HazeMatching model, not '{teacher.config.method}'", path
+            f"a reflow teacher must be a HazeMatching model, not '{teacher.config.method}'", path
         )
     return teacher
 
@@ -297,16 +280,14 @@ def _teacher_pairs(
 
 @dataclass
 class _TrainingData:
-    """What the steps draw from: patch samplers, the normalisation, the teacher pairs of a
-    student (None otherwise), the validator, the record of the data and a flow map's teacher
-    network (None otherwise)."""
+    """What the steps draw from: patch samplers, the normalisation, the reflow pairs of a
+    student (None otherwise), the validator and the record of the data."""
 
     train: PatchSampler
     normalization: Normalization
     reflow: TeacherPairs | None
-    validator: _Validator | _MapValidator
+    validator: _Validator
     record: dict[str, object]
-    teacher: nn.Module | None = None
 
 
 def _prepare_data(
@@ -335,8 +316,6 @@ def _prepare_data(
         output_folder(run_dir)
         write_json(run_dir / "config.json", config.model_dump(mode="json"))
     reflow: TeacherPairs | None = None
-    teacher_net: nn.Module | None = None
-    validator: _Validator | _MapValidator
     if teacher is None:
         validator = _Validator.from_patches(val_sampler, config, device)
     else:
@@ -344,12 +323,8 @@ def _prepare_data(
         pairs = _teacher_pairs(run_dir, config, teacher, samplers, device, progress)
         reflow, val = pairs["train"], pairs["val"]
         validator = _Validator(val.hazy, val.sample, val.noise, config, device, val.target)
-    if teacher is not None and config.method == "flow-map":
-        validator = _MapValidator(val, device)
-        source = Path(str(config.teacher))
-        teacher_net = trained_model_from(teacher, source).velocity.to(device).eval()
     record = _data_record(Path(data_dir), train_pairs, val_pairs)
-    return _TrainingData(train_sampler, normalization, reflow, validator, record, teacher_net)
+    return _TrainingData(train_sampler, normalization, reflow, validator, record)
 
 
 @dataclass
@@ -415,8 +390,6 @@ def _step(
     """One optimizer step on a batch drawn from the step's own random stream; the loss."""
     rng = np.random.default_rng([config.seed, _TRAIN_STREAM, step, rank])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    if data.teacher is not None and data.reflow is not None:
-        return _flow_map_step(state, model, data.teacher, data.reflow, config, step, rng, generator)
     if data.reflow is None:
         hazy, target = (
             torch.from_numpy(a).to(device) for a in data.train.sample(rng, config.batch_size)
@@ -430,32 +403,6 @@ def _step(
     loss = objective.loss(model, hazy, target, noise, t, truth)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    state.optimizer.step()
-    ema_update(state.ema, state.net, config.ema_decay, step)
-    return loss.item()
-
-
-def _flow_map_step(
-    state: _TrainState,
-    model: nn.Module,
-    teacher: nn.Module,
-    pairs: TeacherPairs,
-    config: TrainConfig,
-    step: int,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-) -> float:
-    """One optimizer step of a flow-map student (`training/flow_map.py`); the loss.
-
-    Gradients are clipped to norm 1: the MeanFlow target moves with the map itself.
-    """
-    device = next(model.parameters()).device
-    batch = flow_map_batch(pairs, rng, generator, config.batch_size, config.flow_map)
-    hazy, truth, noise, times, endpoint = (a.to(device) for a in batch)
-    loss = flow_map_loss(model, teacher, hazy, truth, noise, times, endpoint)
-    state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     state.optimizer.step()
     ema_update(state.ema, state.net, config.ema_decay, step)
     return loss.item()
